@@ -1,0 +1,19 @@
+"""charrnn: train recurrent language models on your own text, sample from them, measure them.
+
+``charrnn.load(path)`` returns a ``LanguageModel`` (see ``charrnn.api``). Submodules are
+imported on first use so that ``charrnn --help`` does not wait for torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("load", "LanguageModel"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'charrnn' has no attribute {name!r}")

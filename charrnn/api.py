@@ -1,0 +1,71 @@
+"""The Python API: load a trained model and generate from it or score text in a few lines.
+
+    import charrnn
+    model = charrnn.load("checkpoints/tinyshakespeare")
+    print(model.generate("ROMEO:", length=200, temperature=0.8, seed=1))
+    print(model.evaluate("To be, or not to be").bpc)
+
+The command line uses exactly these calls.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import SampleConfig, to_dict
+from .evaluation import EvalResult, evaluate
+from .generation import generate
+from .runtime import resolve_device
+
+
+class LanguageModel:
+    """A trained model with its tokenizer, ready for generation and evaluation."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.tokenizer = checkpoint.tokenizer
+        self.model = checkpoint.build_model(self.device)
+
+    def count_unknown(self, text: str) -> int:
+        """How many characters of ``text`` the tokenizer maps to its unknown id."""
+        unk = self.tokenizer.unk_id
+        return 0 if unk is None else int((self.tokenizer.encode(text) == unk).sum())
+
+    def stream(self, prime: str = "", config: SampleConfig | None = None) -> Iterator[str]:
+        """Yield the generated text piece by piece (one token each) after ``prime``."""
+        config = config or SampleConfig()
+        tok = self.tokenizer
+        banned = [tok.unk_id] if tok.unk_id is not None else []
+        for token_id in generate(self.model, tok.encode(prime), config, start_id=tok.start_id, banned=banned):
+            yield tok.token_text(token_id)
+
+    def generate(self, prime: str = "", **options: Any) -> str:
+        """The text generated after ``prime`` (not including it). Options: SampleConfig fields."""
+        return "".join(self.stream(prime, SampleConfig(**options)))
+
+    def evaluate(self, text: str, streams: int = 1) -> EvalResult:
+        """Loss, perplexity and bits per character of ``text`` (state carried throughout)."""
+        ids = self.tokenizer.encode(text)
+        return evaluate(self.model, ids, unk_id=self.tokenizer.unk_id, streams=streams)
+
+    def info(self) -> dict[str, Any]:
+        ck = self.checkpoint
+        return {
+            "checkpoint": str(ck.path),
+            "step": ck.step,
+            "params": self.model.num_parameters(),
+            "tokenizer": ck.tokenizer.kind,
+            "vocab_size": ck.tokenizer.vocab_size,
+            "model_config": to_dict(ck.model_config),
+            "train_config": to_dict(ck.train_config),
+            "metrics": ck.metrics,
+        }
+
+
+def load(path: str | os.PathLike, device: str = "auto", latest: bool = False) -> LanguageModel:
+    """Load a run directory (its best checkpoint, or latest) or a checkpoint file."""
+    return LanguageModel(load_checkpoint(path, latest=latest), device=device)
+

@@ -1,0 +1,354 @@
+"""The ``charrnn`` command line: Typer commands over the core modules.
+
+Each command parses its options into the core's config dataclasses, calls the core, and
+renders progress with rich on stderr. stdout carries only the product (generated text,
+tables, or JSON with ``--json``). Every ``CharrnnError`` and usage error ends as one line
+on stderr and a non-zero exit code:
+
+    0 success   1 bad input, file or checkpoint   2 bad option or usage   130 interrupted
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import ModelConfig, SampleConfig, TrainConfig
+from .errors import CharrnnError, ConfigError, CorpusTooSmallError, RunExistsError
+
+try:  # typer >= 0.22 carries its own copy of click
+    from typer._click import exceptions as click_exc
+except ImportError:  # older typer runs on click itself
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="charrnn",
+    help="Train recurrent (LSTM, GRU, RNN) language models on your own text, sample from them, measure them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+eval_app = typer.Typer(help="Measure a trained model on a text.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+err = Console(stderr=True, soft_wrap=True)
+
+_M, _T, _S = ModelConfig(), TrainConfig(), SampleConfig()
+
+
+class Cell(str, Enum):
+    lstm = "lstm"
+    gru = "gru"
+    rnn = "rnn"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+# Options shared by several commands, declared once.
+CheckpointArg = Annotated[
+    Path, typer.Argument(help="Run directory written by 'charrnn train --out' (its best checkpoint), or a checkpoint file.", show_default=False)
+]
+LatestOpt = Annotated[bool, typer.Option("--latest", help="Use the run directory's latest checkpoint instead of its best.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto uses CUDA when torch sees a GPU.", rich_help_panel="Hardware")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.", rich_help_panel="Output")]
+ReplaceOpt = Annotated[
+    bool, typer.Option("--replace-invalid", help="Replace invalid UTF-8 bytes with U+FFFD instead of stopping with an error.", rich_help_panel="Input")
+]
+
+
+def _warn(message: str) -> None:
+    err.print(f"charrnn: warning: {message}", style="yellow", markup=False, highlight=False)
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (e.g. `| head`): that ends the product, not an error.
+    Point stdout at /dev/null so the flush at exit does not complain again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _print_json(obj: Any) -> None:
+    try:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+
+
+# --------------------------------------------------------------------------- train
+
+_FLAG_OF = {"batch_size": "--batch-size", "bptt": "--bptt"}
+
+
+@app.command(no_args_is_help=True)
+def train(
+    corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare.", show_default=False)],
+    cell: Annotated[Cell, typer.Option(help="Recurrent cell.", rich_help_panel="Model")] = Cell(_M.cell),
+    layers: Annotated[int, typer.Option(min=1, max=64, help="Stacked recurrent layers.", rich_help_panel="Model")] = _M.layers,
+    hidden_size: Annotated[int, typer.Option(min=1, help="Units per recurrent layer.", rich_help_panel="Model")] = _M.hidden_size,
+    embedding_dim: Annotated[int, typer.Option(min=1, help="Size of the token embedding.", rich_help_panel="Model")] = _M.embedding_dim,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between recurrent layers and before the output layer.", rich_help_panel="Model")] = _M.dropout,
+    tie_weights: Annotated[bool, typer.Option("--tie-weights/--no-tie-weights", help="Share the embedding and output matrices (needs embedding-dim == hidden-size).", rich_help_panel="Model")] = _M.tie_weights,
+    batch_size: Annotated[int, typer.Option(min=1, help="Parallel streams per step (B).", rich_help_panel="Optimisation")] = _T.batch_size,
+    bptt: Annotated[int, typer.Option(min=1, help="Steps per truncated-BPTT window (T).", rich_help_panel="Optimisation")] = _T.bptt,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).", rich_help_panel="Optimisation")] = _T.lr,
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warmup steps before the cosine decay.", rich_help_panel="Optimisation")] = _T.warmup_steps,
+    min_lr_ratio: Annotated[float, typer.Option(min=0.0, max=1.0, help="The decay ends at lr times this.", rich_help_panel="Optimisation")] = _T.min_lr_ratio,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay on weight matrices.", rich_help_panel="Optimisation")] = _T.weight_decay,
+    grad_clip: Annotated[float, typer.Option(min=0.0, help="Clip the global gradient norm to this.", rich_help_panel="Optimisation")] = _T.grad_clip,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and dropout.", rich_help_panel="Optimisation")] = _T.seed,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many steps.", rich_help_panel="Stopping")] = _T.max_steps,
+    epochs: Annotated[Optional[float], typer.Option(min=0.0, help="Stop after this many passes over the training text (10 when no limit is given).", rich_help_panel="Stopping")] = _T.epochs,
+    time_budget: Annotated[Optional[float], typer.Option(min=0.0, help="Stop within this many seconds, final evaluation and save included; the learning rate decays over it.", rich_help_panel="Stopping")] = _T.time_budget,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Last fraction of the characters used for validation.", rich_help_panel="Input")] = _T.val_fraction,
+    val_file: Annotated[Optional[str], typer.Option(help="Validate on this file instead of the end of the corpus.", rich_help_panel="Input")] = None,
+    replace_invalid: ReplaceOpt = False,
+    device: DeviceOpt = Device(_T.device),
+    precision: Annotated[Precision, typer.Option(help="auto: bf16 autocast where the hardware has it (AMX/AVX512-BF16 CPUs, recent GPUs), else fp32.", rich_help_panel="Hardware")] = Precision(_T.precision),
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice).", rich_help_panel="Hardware")] = _T.threads,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for checkpoints and metrics [default: checkpoints/<corpus name>].", rich_help_panel="Output")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the output directory.", rich_help_panel="Output")] = False,
+    eval_interval: Annotated[int, typer.Option(min=1, help="Steps between validations (and checkpoint saves).", rich_help_panel="Output")] = _T.eval_interval,
+    log_interval: Annotated[int, typer.Option(min=1, help="Steps between progress updates.", rich_help_panel="Output")] = _T.log_interval,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="Output")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a language model on CORPUS and save it in a run directory."""
+    from .checkpoint import RunDirectory
+    from .corpora import resolve_corpus
+    from .data import read_corpus, read_text, split_text
+    from .training import train as run_training
+
+    t0 = time.perf_counter()
+    model_cfg = ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size, embedding_dim=embedding_dim,
+                            dropout=dropout, tie_weights=tie_weights)
+    train_cfg = TrainConfig(batch_size=batch_size, bptt=bptt, lr=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps,
+                            weight_decay=weight_decay, grad_clip=grad_clip, max_steps=max_steps, epochs=epochs,
+                            time_budget=time_budget, eval_interval=eval_interval, log_interval=log_interval,
+                            val_fraction=val_fraction, seed=seed, device=device.value, precision=precision.value,
+                            threads=threads)
+    sources = [resolve_corpus(c) for c in corpus]
+    text = read_corpus(sources, replace_errors=replace_invalid)
+    if val_file is not None:
+        train_text, val_text = text, read_text(resolve_corpus(val_file), replace_errors=replace_invalid)
+    else:
+        train_text, val_text = split_text(text, val_fraction)
+    if out is None:
+        stem = "stdin" if corpus[0] == "-" else Path(corpus[0]).stem or "corpus"
+        out = Path("checkpoints") / stem
+    try:
+        run_dir = RunDirectory(out, overwrite=overwrite)
+    except RunExistsError as e:
+        raise CharrnnError(f"{e.path} already holds a training run: pass --overwrite to replace it, or --out DIR") from None
+
+    from .progress import TrainingDisplay
+
+    display = TrainingDisplay(err, enabled=not quiet)
+    try:
+        with display:
+            result = run_training(train_text, val_text, model_cfg, train_cfg, run_dir, on_event=display.handle, start_time=t0)
+    except CorpusTooSmallError as e:
+        raise CharrnnError(
+            f"the {e.split} text has {e.tokens:,} tokens, too few for {_FLAG_OF['batch_size']} {e.batch_size} "
+            f"and {_FLAG_OF['bptt']} {e.bptt} (needs {e.needed:,}): lower them or give a larger corpus"
+        ) from None
+    if json_out:
+        _print_json(result.summary)
+
+
+# --------------------------------------------------------------------------- sample
+
+def _read_prime(prime: str | None, prime_file: str | None, replace_invalid: bool) -> str:
+    from .data import read_text
+
+    if prime is not None and prime_file is not None:
+        raise ConfigError("give the prime text with --prime or --prime-file, not both")
+    if prime is not None:
+        return prime
+    if prime_file is not None:
+        return read_text(prime_file, replace_errors=replace_invalid)
+    if not sys.stdin.isatty():
+        return read_text("-", replace_errors=replace_invalid)
+    return ""
+
+
+@app.command(no_args_is_help=True)
+def sample(
+    checkpoint: CheckpointArg,
+    prime: Annotated[Optional[str], typer.Option("--prime", "-p", help="Text the model continues (else --prime-file, else stdin when it is not a terminal).", rich_help_panel="Prime")] = None,
+    prime_file: Annotated[Optional[str], typer.Option("--prime-file", help="Read the prime text from this file ('-' for stdin).", rich_help_panel="Prime")] = None,
+    echo_prime: Annotated[bool, typer.Option("--echo-prime/--no-echo-prime", help="Print the prime before the generated text.", rich_help_panel="Prime")] = True,
+    length: Annotated[int, typer.Option("--length", "-n", min=0, help="Characters to generate (tokens of a char model).", rich_help_panel="Decoding")] = _S.length,
+    temperature: Annotated[float, typer.Option("--temperature", "-t", help="Softmax temperature (> 0): lower is more conservative.", rich_help_panel="Decoding")] = _S.temperature,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely next character.", rich_help_panel="Decoding")] = _S.greedy,
+    top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only among the k most likely characters.", rich_help_panel="Decoding")] = _S.top_k,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample from the smallest set of characters whose probability reaches p, in (0, 1].", rich_help_panel="Decoding")] = _S.top_p,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.", rich_help_panel="Decoding")] = _S.seed,
+    latest: LatestOpt = False,
+    device: DeviceOpt = Device.auto,
+    replace_invalid: ReplaceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate text from a trained model, streamed to stdout."""
+    config = SampleConfig(length=length, temperature=temperature, greedy=greedy, top_k=top_k, top_p=top_p, seed=seed)
+    from .api import load
+
+    lm = load(checkpoint, device=device.value, latest=latest)
+    prime_text = _read_prime(prime, prime_file, replace_invalid)
+    unknown = lm.count_unknown(prime_text)
+    if unknown:
+        _warn(f"the prime has {unknown} character(s) the model never saw in training; it reads them as unknown")
+    t = time.perf_counter()
+    if json_out:
+        pieces = list(lm.stream(prime_text, config))
+        secs = time.perf_counter() - t
+        _print_json({"prime": prime_text, "text": "".join(pieces), "tokens": len(pieces), "seconds": secs,
+                     "tokens_per_sec": len(pieces) / secs if secs > 0 else None})
+        return
+    out = sys.stdout
+    try:
+        if echo_prime and prime_text:
+            out.write(prime_text)
+            out.flush()
+        for piece in lm.stream(prime_text, config):
+            out.write(piece)
+            out.flush()
+        out.write("\n")
+        out.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+
+
+# --------------------------------------------------------------------------- eval
+
+@eval_app.command(no_args_is_help=True)
+def perplexity(
+    checkpoint: CheckpointArg,
+    file: Annotated[str, typer.Argument(help="Text to score (UTF-8), '-' for stdin, or a registered corpus name.", show_default=False)],
+    streams: Annotated[int, typer.Option(min=1, help="Score as this many parallel streams, each warmed up on the 256 tokens before its part (faster; 1 is exact).")] = 1,
+    latest: LatestOpt = False,
+    device: DeviceOpt = Device.auto,
+    replace_invalid: ReplaceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Perplexity and bits per character of a text under a trained model."""
+    from .api import load
+    from .corpora import resolve_corpus
+    from .data import read_text
+
+    lm = load(checkpoint, device=device.value, latest=latest)
+    text = read_text(resolve_corpus(file), replace_errors=replace_invalid)
+    if len(text) < 2:
+        raise CharrnnError(f"{file}: needs at least 2 characters to score (the first one is only context)")
+    t = time.perf_counter()
+    result = lm.evaluate(text, streams=streams)
+    secs = time.perf_counter() - t
+    if result.unknown:
+        _warn(f"{result.unknown} character(s) never seen in training were read but not scored (counted as 'unknown')")
+    if json_out:
+        _print_json({**result.as_dict(), "seconds": secs})
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("perplexity", f"{result.perplexity:.4f}")
+    table.add_row("bits per character", f"{result.bpc:.4f}")
+    table.add_row("loss (nats/token)", f"{result.loss:.4f}")
+    table.add_row("tokens scored", f"{result.tokens:,}")
+    table.add_row("characters", f"{result.chars:,}")
+    table.add_row("unknown (not scored)", f"{result.unknown:,}")
+    table.add_row("chars/s", f"{result.chars / secs:,.0f}" if secs > 0 else "-")
+    Console(soft_wrap=True).print(table)
+
+
+# --------------------------------------------------------------------------- info
+
+@app.command(no_args_is_help=True)
+def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt = False) -> None:
+    """Model and training configuration, size and results of a checkpoint."""
+    from .checkpoint import load_checkpoint
+    from .config import to_dict
+
+    ck = load_checkpoint(checkpoint, latest=latest)
+    params = sum(v.numel() for k, v in ck.weights.items() if not (ck.model_config.tie_weights and k == "decoder.weight"))
+    data = {"checkpoint": str(ck.path), "step": ck.step, "params": params, "tokenizer": ck.tokenizer.kind,
+            "vocab_size": ck.tokenizer.vocab_size, "model_config": to_dict(ck.model_config),
+            "train_config": to_dict(ck.train_config), "metrics": ck.metrics}
+    if json_out:
+        _print_json(data)
+        return
+    m, mt = ck.model_config, ck.metrics
+    console = Console(soft_wrap=True)
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("checkpoint", str(ck.path))
+    table.add_row("model", f"{m.layers}x{m.hidden_size} {m.cell.upper()}, embedding {m.embedding_dim}, dropout {m.dropout}"
+                  + (", tied weights" if m.tie_weights else ""))
+    table.add_row("parameters", f"{params:,}")
+    table.add_row("tokenizer", f"{ck.tokenizer.kind}, {ck.tokenizer.vocab_size} tokens")
+    table.add_row("step", f"{ck.step:,}" + (f" (epoch {mt['epoch']:.2f})" if "epoch" in mt else ""))
+    if "time" in mt:
+        table.add_row("training time", f"{mt['time']:.0f} s")
+    if "val_bpc" in mt:
+        table.add_row("val bpc", f"{mt['val_bpc']:.4f} (loss {mt['val_loss']:.4f} nats)")
+    if "best_val_bpc" in mt:
+        table.add_row("best val bpc", f"{mt['best_val_bpc']:.4f} at step {mt.get('best_step', '?')}")
+    tc = ck.train_config
+    table.add_row("training", f"batch {tc.batch_size}, bptt {tc.bptt}, lr {tc.lr:g}, warmup {tc.warmup_steps}, "
+                  f"grad clip {tc.grad_clip:g}, weight decay {tc.weight_decay:g}, seed {tc.seed}")
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- entry point
+
+def _fail(message: str, code: int) -> None:
+    message = " ".join(str(message).split())
+    err.print(f"charrnn: error: {message}", style="bold red", markup=False, highlight=False)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turn every user mistake into one line on stderr and an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="charrnn", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as e:
+        sys.stderr.write(e.ctx.get_help() + "\n")
+        sys.exit(2)
+    except click_exc.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        _fail(e.format_message() + hint, e.exit_code)
+    except click_exc.ClickException as e:
+        _fail(e.format_message(), e.exit_code)
+    except typer.Abort:
+        _fail("interrupted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except CharrnnError as e:
+        _fail(str(e), e.exit_code)
+    except BrokenPipeError:
+        _quiet_stdout()
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -1,0 +1,144 @@
+"""Frozen configuration dataclasses: one per concern, stdlib only.
+
+The same names are used at every layer: ``--hidden-size`` on the command line is
+``ModelConfig.hidden_size`` here and ``model_config.hidden_size`` inside a checkpoint.
+Defaults are declared once, here; the command layer reads them from these classes.
+Validation lives in ``__post_init__`` so that a config that exists is a valid one,
+whichever front end built it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+CELLS = ("lstm", "gru", "rnn")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+# With no --max-steps, --epochs or --time-budget, training runs this many epochs.
+DEFAULT_EPOCHS = 10.0
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the recurrent language model (everything needed to rebuild it)."""
+
+    vocab_size: int = 0  # set from the tokenizer, never by hand
+    cell: str = "lstm"
+    layers: int = 2
+    hidden_size: int = 512
+    embedding_dim: int = 64
+    dropout: float = 0.25
+    tie_weights: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        _check(self.vocab_size >= 0, "vocab_size must be >= 0")
+        _check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
+        _check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
+        _check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
+        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
+        if self.tie_weights:
+            _check(
+                self.embedding_dim == self.hidden_size,
+                f"tie_weights needs embedding_dim == hidden_size "
+                f"(got {self.embedding_dim} and {self.hidden_size})",
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, data layout, stopping and evaluation settings of a training run."""
+
+    batch_size: int = 32
+    bptt: int = 128
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.02  # the schedule decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    max_steps: int | None = None
+    epochs: float | None = None
+    time_budget: float | None = None  # seconds of wall time, final evaluation and save included
+    eval_interval: int = 500  # steps between validations
+    log_interval: int = 10  # steps between progress reports (each costs one host sync)
+    val_fraction: float = 0.1
+    seed: int = 1337
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None  # CPU threads for torch; None keeps torch's default
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.batch_size <= 1_000_000, f"batch_size must be >= 1, not {self.batch_size}")
+        _check(1 <= self.bptt <= 1_000_000, f"bptt must be >= 1, not {self.bptt}")
+        _check(math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive number, not {self.lr}")
+        _check(0.0 <= self.min_lr_ratio <= 1.0, f"min_lr_ratio must be in [0, 1], not {self.min_lr_ratio}")
+        _check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, not {self.warmup_steps}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, not {self.weight_decay}")
+        _check(self.grad_clip > 0, f"grad_clip must be > 0, not {self.grad_clip}")
+        _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, not {self.max_steps}")
+        _check(self.epochs is None or self.epochs > 0, f"epochs must be > 0, not {self.epochs}")
+        _check(
+            self.time_budget is None or self.time_budget > 0,
+            f"time_budget must be > 0 seconds, not {self.time_budget}",
+        )
+        _check(self.eval_interval >= 1, f"eval_interval must be >= 1, not {self.eval_interval}")
+        _check(self.log_interval >= 1, f"log_interval must be >= 1, not {self.log_interval}")
+        _check(0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), not {self.val_fraction}")
+        _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        _check(
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",
+        )
+        _check(self.threads is None or self.threads >= 1, f"threads must be >= 1, not {self.threads}")
+
+    @property
+    def effective_epochs(self) -> float | None:
+        """The epoch limit in force: the default one only when no other limit is set."""
+        if self.epochs is None and self.max_steps is None and self.time_budget is None:
+            return DEFAULT_EPOCHS
+        return self.epochs
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to pick each next token during generation."""
+
+    length: int = 500  # tokens to generate (characters for a char model)
+    temperature: float = 0.8
+    greedy: bool = False
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.length >= 0, f"length must be >= 0, not {self.length}")
+        _check(
+            math.isfinite(self.temperature) and self.temperature > 0,
+            f"temperature must be > 0, not {self.temperature}",
+        )
+        _check(self.top_k is None or self.top_k >= 1, f"top_k must be >= 1, not {self.top_k}")
+        _check(
+            self.top_p is None or 0.0 < self.top_p <= 1.0,
+            f"top_p must be in (0, 1], not {self.top_p}",
+        )
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build a config from a stored dict, ignoring keys this version does not know."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,163 @@
+"""Corpus reading, the train/validation split, and the truncated-BPTT stream layout.
+
+Token ids live in one compact integer tensor. Training views it as B parallel,
+contiguous streams and walks them in consecutive windows of T steps, so the hidden state
+left by one window is the right starting state for the next:
+
+    ids      a b c d e f g h i j k l m      13 tokens, B = 3 streams -> S = 4 steps each
+    stream 0 a b c d                        (the tail "m" that does not fill a stream
+    stream 1 e f g h                         is dropped)
+    stream 2 i j k l
+
+    T = 2:   window 0  x = [a b | e f | i j]   y = [b c | f g | j k]
+             window 1  x = [c   | g   | k  ]   y = [d   | h   | l  ]
+
+Windows are views into the (B, S) tensor; nothing is copied until the step moves them to
+the model's device and integer type.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import torch
+
+from .errors import CorpusError, CorpusTooSmallError
+
+STDIN = "-"
+
+
+def decode_utf8(raw: bytes, name: str, replace_errors: bool = False) -> str:
+    """Decode ``raw`` as UTF-8 or raise a CorpusError naming ``name`` and the byte offset."""
+    if not replace_errors:
+        nul = raw.find(b"\x00")
+        if nul >= 0:
+            raise CorpusError(f"{name}: looks like a binary file (NUL byte at offset {nul}), not text")
+    try:
+        return raw.decode("utf-8", errors="replace" if replace_errors else "strict")
+    except UnicodeDecodeError as e:
+        raise CorpusError(
+            f"{name}: invalid UTF-8 at byte offset {e.start} (byte 0x{raw[e.start]:02x}); "
+            f"convert the file to UTF-8, or replace bad bytes with U+FFFD"
+        ) from None
+
+
+def read_text(source: str | os.PathLike, replace_errors: bool = False, stdin: BinaryIO | None = None) -> str:
+    """Read one UTF-8 text file, or standard input when ``source`` is ``-``."""
+    if str(source) == STDIN:
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        try:
+            raw = stream.read()
+        except (OSError, ValueError) as e:
+            raise CorpusError(f"cannot read standard input: {e}") from None
+        return decode_utf8(raw, "<stdin>", replace_errors)
+    path = Path(source)
+    if path.is_dir():
+        raise CorpusError(f"{path}: is a directory, not a text file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file") from None
+    except PermissionError:
+        raise CorpusError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+    return decode_utf8(raw, str(path), replace_errors)
+
+
+def read_corpus(sources: list[str], replace_errors: bool = False, stdin: BinaryIO | None = None) -> str:
+    """The texts of ``sources`` concatenated in order; an empty result is an error."""
+    if not sources:
+        raise CorpusError("no corpus given")
+    if sum(1 for s in sources if str(s) == STDIN) > 1:
+        raise CorpusError("standard input ('-') can be given only once")
+    texts = [read_text(s, replace_errors, stdin) for s in sources]
+    text = "".join(texts)
+    if not text:
+        names = ", ".join("<stdin>" if str(s) == STDIN else str(s) for s in sources)
+        raise CorpusError(f"{names}: the corpus is empty")
+    return text
+
+
+def split_text(text: str, val_fraction: float) -> tuple[str, str]:
+    """Split off the last ``val_fraction`` of the characters as validation text."""
+    n_val = int(round(len(text) * val_fraction))
+    n_val = max(n_val, 2)
+    if len(text) - n_val < 2:
+        raise CorpusError(
+            f"the corpus has {len(text)} characters: too few to split into training and "
+            f"validation text"
+        )
+    return text[:-n_val], text[-n_val:]
+
+
+def compact(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Store ids in the smallest signed integer type that holds the vocabulary."""
+    dtype = torch.int16 if vocab_size <= 2**15 else torch.int32
+    return ids.to(dtype)
+
+
+def stream_layout(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """View a 1-D id tensor as (B, S): B contiguous streams, the ragged tail dropped."""
+    steps = ids.numel() // batch_size
+    return ids[: batch_size * steps].view(batch_size, steps)
+
+
+@dataclass
+class StreamBatches:
+    """Consecutive (x, y) windows over the stream layout of a training split.
+
+    ``data`` is (B, S); an epoch is ceil((S - 1) / T) windows, the last one possibly
+    shorter than T. ``position`` is the index of the next window, so a run can stop and
+    resume mid-epoch.
+    """
+
+    data: torch.Tensor
+    bptt: int
+    epoch: int = 0
+    position: int = 0
+
+    @classmethod
+    def build(cls, ids: torch.Tensor, batch_size: int, bptt: int, split: str = "training") -> "StreamBatches":
+        needed = batch_size * (bptt + 1)
+        if ids.numel() < needed:
+            raise CorpusTooSmallError(split, ids.numel(), needed, batch_size, bptt)
+        return cls(stream_layout(ids, batch_size), bptt)
+
+    @property
+    def batch_size(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def windows_per_epoch(self) -> int:
+        return math.ceil((self.data.shape[1] - 1) / self.bptt)
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.batch_size * (self.data.shape[1] - 1)
+
+    def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window ``index`` of an epoch: x is (N, T) and y is x shifted one step left."""
+        t = index * self.bptt
+        end = min(t + self.bptt, self.data.shape[1] - 1)
+        return self.data[:, t:end], self.data[:, t + 1 : end + 1]
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """The next window and whether it starts an epoch (the carried state must reset)."""
+        if self.position >= self.windows_per_epoch:
+            self.epoch += 1
+            self.position = 0
+        starts_epoch = self.position == 0
+        x, y = self.window(self.position)
+        self.position += 1
+        return x, y, starts_epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of windows (for tests and evaluation; training uses ``next``)."""
+        for i in range(self.windows_per_epoch):
+            yield self.window(i)

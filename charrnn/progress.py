@@ -1,0 +1,92 @@
+"""Rich rendering of training events on stderr (part of the command layer, not the core).
+
+A live progress bar when stderr is a terminal; in every case one log line per validation
+and a closing summary, so logs stay useful when stderr goes to a file.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from .training import Event
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "-:--"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainingDisplay:
+    def __init__(self, console: Console, enabled: bool = True):
+        self.console = console
+        self.enabled = enabled
+        # The live bar only makes sense on a terminal; elsewhere the log lines suffice.
+        live = enabled and console.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]step {task.fields[step]}"),
+            BarColumn(bar_width=30),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("val bpc {task.fields[val]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("lr {task.fields[lr]}"),
+            TextColumn("{task.fields[elapsed]} elapsed, {task.fields[left]} left"),
+            console=console,
+            transient=False,
+            disable=not live,
+        )
+        self.task = self.progress.add_task("train", total=1000, step=0, loss="-", val="-", tps="-", lr="-",
+                                           elapsed="0:00", left="-:--")
+
+    def __enter__(self) -> "TrainingDisplay":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def _log(self, text: str) -> None:
+        if self.enabled:
+            self.progress.console.print(text, markup=False, highlight=False)
+
+    def handle(self, event: Event) -> None:
+        d = event.data
+        if event.kind == "start":
+            m = d["model_config"]
+            limit = []
+            if d["planned_steps"]:
+                limit.append(f"{d['planned_steps']:,} steps")
+            if d["time_budget"]:
+                limit.append(f"{d['time_budget']:g} s")
+            self._log(
+                f"charrnn: {m['layers']}x{m['hidden_size']} {m['cell'].upper()}, {d['params']:,} parameters, "
+                f"vocabulary {d['vocab_size']}, on {d['device']} ({d['precision']}); "
+                f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens; "
+                f"{d['windows_per_epoch']:,} steps per epoch; stopping at {' or '.join(limit)}"
+            )
+        elif event.kind == "progress":
+            p = max(min(d["progress"], 1.0), 0.0)
+            left = event.elapsed * (1 - p) / p if p > 0 else None
+            self.progress.update(
+                self.task, completed=p * 1000, step=f"{event.step:,}", loss=f"{d['train_loss']:.3f}",
+                val="-" if d["val_bpc"] is None else f"{d['val_bpc']:.3f}", tps=f"{d['tokens_per_sec']:,.0f}",
+                lr=f"{d['lr']:.2e}", elapsed=_duration(event.elapsed), left=_duration(left),
+            )
+        elif event.kind == "eval":
+            mark = " (best)" if d["improved"] else ""
+            self._log(
+                f"step {event.step:,} epoch {d['epoch']:.2f} {_duration(event.elapsed)}: "
+                f"val loss {d['val_loss']:.4f}, val bpc {d['val_bpc']:.4f}{mark}"
+            )
+            self.progress.update(self.task, val=f"{d['val_bpc']:.3f}")
+        elif event.kind == "done":
+            self.progress.update(self.task, completed=1000, left="0:00")
+            self._log(
+                f"done: {event.step:,} steps in {_duration(event.elapsed)}, best val bpc {d['val_bpc']:.4f} "
+                f"(step {d['best_step']:,}), {d['train_tokens_per_sec']:,.0f} tokens/s; saved {d['run_dir']}"
+            )

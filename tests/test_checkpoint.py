@@ -1,0 +1,149 @@
+import json
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from charrnn.checkpoint import BEST, FORMAT_VERSION, LATEST, RunDirectory, load_checkpoint, save_checkpoint
+from charrnn.config import TrainConfig
+from charrnn.errors import CheckpointError, RunExistsError
+from charrnn.model import RNNLanguageModel
+from charrnn.tokenizers import CharTokenizer
+from conftest import CELLS, tiny_model_config
+
+
+def _saved(tmp_path, cell="lstm", **kw):
+    tok = CharTokenizer.train("abcdef")
+    torch.manual_seed(0)
+    model = RNNLanguageModel(tiny_model_config(cell, vocab_size=tok.vocab_size, **kw))
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, TrainConfig(batch_size=3, bptt=5), tok, step=17, metrics={"val_bpc": 1.5})
+    return path, model, tok
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_round_trip_restores_model_configs_tokenizer_and_metrics(tmp_path, cell):
+    path, model, tok = _saved(tmp_path, cell)
+    ck = load_checkpoint(path)
+    assert ck.model_config == model.config
+    assert ck.train_config == TrainConfig(batch_size=3, bptt=5)
+    assert ck.tokenizer.chars == tok.chars
+    assert ck.step == 17 and ck.metrics == {"val_bpc": 1.5}
+    again = ck.build_model()
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(model.eval()(ids)[0], again(ids)[0])
+
+
+def test_tied_weights_survive_the_round_trip(tmp_path):
+    path, model, _ = _saved(tmp_path, hidden_size=3, embedding_dim=3, tie_weights=True)
+    again = load_checkpoint(path).build_model()
+    assert again.decoder.weight is again.embedding.weight
+    assert torch.equal(again.embedding.weight, model.embedding.weight)
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    path, model, tok = _saved(tmp_path)
+    before = path.read_bytes()
+    # A failing write (an unsupported tensor) must leave the previous file untouched.
+    from charrnn import checkpoint as ckmod
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    orig = ckmod.save_file
+    ckmod.save_file = broken
+    try:
+        with pytest.raises(CheckpointError, match="No space left"):
+            save_checkpoint(path, model, TrainConfig(), tok)
+    finally:
+        ckmod.save_file = orig
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    path, _, _ = _saved(tmp_path)
+    data = path.read_bytes()
+    for cut in (0, 5, 50, len(data) // 2, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.safetensors"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match="not a readable charrnn checkpoint"):
+            load_checkpoint(bad)
+
+
+def test_text_file_and_foreign_safetensors_are_refused(tmp_path):
+    txt = tmp_path / "notes.txt"
+    txt.write_text("just some text, not a checkpoint\n" * 10)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(txt)
+    foreign = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="not a charrnn checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path, _, _ = _saved(tmp_path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["format_version"] = str(FORMAT_VERSION + 1)
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="newer"):
+        load_checkpoint(path)
+
+
+def test_damaged_metadata_is_refused(tmp_path):
+    path, _, _ = _saved(tmp_path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["model_config"] = json.dumps({"hidden_size": 99, "vocab_size": 7})
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_checkpoint(path).build_model()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('ran')",))
+
+
+def test_a_malicious_pickle_is_refused_without_running(tmp_path):
+    evil = tmp_path / "best.safetensors"
+    evil.write_bytes(pickle.dumps({"state": _Payload()}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / BEST).write_bytes(evil.read_bytes())
+    for target in (evil, run):
+        with pytest.raises(CheckpointError):
+            load_checkpoint(target)
+    assert not (tmp_path / "PWNED").exists() and not os.path.exists("PWNED")
+    # Sanity check that the payload is live: unpickling it really would run it.
+    pickle.loads(evil.read_bytes())
+    assert os.path.exists("PWNED")
+
+
+def test_run_directory_resolution_and_overwrite(tmp_path):
+    run = tmp_path / "run"
+    rd = RunDirectory(run)
+    path, model, tok = _saved(tmp_path)
+    rd.save("latest", model, TrainConfig(), tok, 1, {})
+    assert load_checkpoint(run).path.name == LATEST  # no best yet: latest is used
+    rd.save("best", model, TrainConfig(), tok, 2, {})
+    assert load_checkpoint(run).path.name == BEST
+    assert load_checkpoint(run, latest=True).step == 1
+    with pytest.raises(RunExistsError):
+        RunDirectory(run)
+    RunDirectory(run, overwrite=True)
+    assert not (run / BEST).exists()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(run)
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "nope")

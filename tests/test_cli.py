@@ -1,0 +1,220 @@
+"""The command line end to end on a tiny corpus: products on stdout, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from charrnn.cli import main
+
+TINY_MODEL = ["--layers", "1", "--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "4", "--bptt", "8",
+              "--device", "cpu", "--precision", "fp32", "--eval-interval", "10"]
+
+
+def run(capsys, *argv):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_proc(*argv, input=None, env_extra=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, argv)], input=input, capture_output=True,
+                          env=env, timeout=120)
+
+
+def assert_one_line_error(code, out, err, pattern=""):
+    assert code != 0
+    assert out == ""
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("charrnn: error: ") and pattern in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run shared by the tests of this module."""
+    base = tmp_path_factory.mktemp("cli")
+    corpus = base / "tiny.txt"
+    from conftest import TINY_TEXT
+
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    run_dir = base / "run"
+    proc = run_proc("train", corpus, "--out", run_dir, "--max-steps", "30", "--json", *TINY_MODEL)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return corpus, run_dir, proc
+
+
+def test_train_json_summary_is_the_only_stdout(trained):
+    corpus, run_dir, proc = trained
+    summary = json.loads(proc.stdout)  # stdout is exactly one JSON object
+    for key in ("val_loss", "val_bpc", "steps", "tokens_per_sec", "params", "checkpoint"):
+        assert key in summary
+    assert summary["steps"] == 30 and Path(summary["checkpoint"]) == run_dir / "best.safetensors"
+    assert (run_dir / "metrics.jsonl").is_file() and (run_dir / "latest.safetensors").is_file()
+    err = proc.stderr.decode()
+    assert "val bpc" in err and "Traceback" not in err
+
+
+def test_sample_prints_only_text_and_is_reproducible(capsys, trained):
+    _, run_dir, _ = trained
+    code, a, err = run(capsys, "sample", run_dir, "--prime", "the ", "-n", "40", "--seed", "3")
+    assert code == 0 and a.startswith("the ") and len(a) == 4 + 40 + 1 and err == ""
+    code, b, _ = run(capsys, "sample", run_dir, "--prime", "the ", "-n", "40", "--seed", "3")
+    assert a == b
+    code, c, _ = run(capsys, "sample", run_dir, "--prime", "the ", "-n", "40", "--seed", "3", "--no-echo-prime")
+    assert c == a[4:]
+
+
+def test_sample_greedy_matches_the_api(capsys, trained):
+    import charrnn
+
+    _, run_dir, _ = trained
+    code, out, _ = run(capsys, "sample", run_dir, "-p", "a cat", "-n", "25", "--greedy", "--no-echo-prime")
+    lm = charrnn.load(run_dir, device="cpu")
+    assert out == lm.generate("a cat", length=25, greedy=True) + "\n"
+
+
+def test_sample_unknown_prime_characters_warn_but_work(capsys, trained):
+    _, run_dir, _ = trained
+    code, out, err = run(capsys, "sample", run_dir, "-p", "한국 😀", "-n", "10", "--seed", "1")
+    assert code == 0 and out.startswith("한국 😀")
+    assert "warning" in err and "never saw" in err
+
+
+def test_sample_prime_from_file_and_stdin(trained, tmp_path):
+    _, run_dir, _ = trained
+    prime = tmp_path / "prime.txt"
+    prime.write_text("the dog")
+    proc = run_proc("sample", run_dir, "--prime-file", prime, "-n", "5", "--seed", "1")
+    assert proc.returncode == 0 and proc.stdout.decode().startswith("the dog")
+    proc2 = run_proc("sample", run_dir, "-n", "5", "--seed", "1", input=b"the dog")
+    assert proc2.stdout == proc.stdout
+
+
+def test_sample_streams_into_a_closed_pipe_quietly(trained):
+    _, run_dir, _ = trained
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = f"{sys.executable} -m charrnn sample {run_dir} -n 100000 --seed 1 | head -c 20"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, env=env, timeout=120)
+    assert len(proc.stdout) == 20
+    assert proc.stderr == b"" and proc.returncode == 0
+
+
+def test_eval_perplexity_json_and_table(capsys, trained):
+    corpus, run_dir, _ = trained
+    code, out, err = run(capsys, "eval", "perplexity", run_dir, corpus, "--json")
+    assert code == 0 and err == ""
+    res = json.loads(out)
+    assert set(res) >= {"perplexity", "bpc", "loss", "tokens", "chars", "unknown"}
+    text = corpus.read_text()
+    assert res["tokens"] == len(text) - 1 and res["unknown"] == 0
+    import math
+
+    assert res["perplexity"] == pytest.approx(math.exp(res["loss"]))
+    code, out, _ = run(capsys, "eval", "perplexity", run_dir, corpus)
+    assert code == 0 and "bits per character" in out
+
+
+def test_eval_from_stdin_with_unknown_characters(trained):
+    _, run_dir, _ = trained
+    proc = run_proc("eval", "perplexity", run_dir, "-", "--json", input="the cat 😀 sat".encode())
+    assert proc.returncode == 0
+    res = json.loads(proc.stdout)
+    assert res["unknown"] == 1 and res["tokens"] == len("the cat 😀 sat") - 2
+    assert "warning" in proc.stderr.decode()
+
+
+def test_info_text_and_json(capsys, trained):
+    _, run_dir, _ = trained
+    code, out, _ = run(capsys, "info", run_dir, "--json")
+    data = json.loads(out)
+    assert data["step"] == 30 and data["model_config"]["hidden_size"] == 16 and data["params"] > 0
+    code, out, _ = run(capsys, "info", run_dir)
+    assert code == 0 and "1x16 LSTM" in out and "best val bpc" in out
+
+
+def test_python_m_charrnn_and_help():
+    proc = run_proc("--help")
+    assert proc.returncode == 0 and b"train" in proc.stdout and b"sample" in proc.stdout
+
+
+# ----------------------------------------------------------------- user mistakes
+
+
+def test_missing_corpus(capsys):
+    assert_one_line_error(*run(capsys, "train", "missing.txt"), "missing.txt")
+
+
+def test_empty_corpus(capsys, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    assert_one_line_error(*run(capsys, "train", tmp_path / "empty.txt"), "empty")
+
+
+def test_corpus_too_small_names_the_options(capsys, tmp_path):
+    (tmp_path / "small.txt").write_text("hello world, " * 20)
+    code, out, err = run(capsys, "train", tmp_path / "small.txt", "--out", tmp_path / "r")
+    assert_one_line_error(code, out, err, "--batch-size")
+    assert "--bptt" in err
+
+
+def test_invalid_utf8_names_the_offset(capsys, tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"abc" * 100 + b"\xc3\x28")
+    assert_one_line_error(*run(capsys, "train", tmp_path / "bad.txt"), "byte offset 300")
+
+
+def test_directory_and_binary_corpus(capsys, tmp_path):
+    assert_one_line_error(*run(capsys, "train", tmp_path), "directory")
+    (tmp_path / "x.bin").write_bytes(bytes(range(256)))
+    assert_one_line_error(*run(capsys, "train", tmp_path / "x.bin"), "binary")
+
+
+@pytest.mark.parametrize(
+    "opts, pattern",
+    [(["-t", "0"], "temperature"), (["-t", "-1"], "temperature"), (["--top-p", "0"], "top_p"),
+     (["--top-p", "1.5"], "top_p"), (["--top-k", "0"], "top-k"), (["-n", "-3"], "length")],
+)
+def test_bad_sample_options(capsys, trained, opts, pattern):
+    _, run_dir, _ = trained
+    code, out, err = run(capsys, "sample", run_dir, *opts)
+    assert_one_line_error(code, out, err, pattern)
+    assert code == 2
+
+
+def test_bad_train_option_values(capsys, tiny_corpus):
+    assert_one_line_error(*run(capsys, "train", tiny_corpus, "--cell", "lstmm"), "--cell")
+    assert_one_line_error(*run(capsys, "train", tiny_corpus, "--dropout", "1.5"), "--dropout")
+    assert_one_line_error(*run(capsys, "train", tiny_corpus, "--tie-weights"), "tie_weights")
+    assert_one_line_error(*run(capsys, "train", tiny_corpus, "--no-such-option"), "no-such-option")
+
+
+def test_truncated_checkpoint_and_text_as_checkpoint(capsys, trained, tmp_path):
+    corpus, run_dir, _ = trained
+    data = (run_dir / "best.safetensors").read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    assert_one_line_error(*run(capsys, "sample", cut), "cut.safetensors")
+    assert_one_line_error(*run(capsys, "eval", "perplexity", corpus, corpus), "not a readable charrnn checkpoint")
+    assert_one_line_error(*run(capsys, "info", tmp_path / "nothing"), "no such")
+
+
+def test_existing_run_is_not_overwritten_without_asking(capsys, trained):
+    corpus, run_dir, _ = trained
+    before = (run_dir / "best.safetensors").read_bytes()
+    assert_one_line_error(*run(capsys, "train", corpus, "--out", run_dir), "--overwrite")
+    assert (run_dir / "best.safetensors").read_bytes() == before
+
+
+def test_errors_through_a_real_process_have_no_traceback(tmp_path):
+    proc = run_proc("sample", tmp_path / "nope", "-n", "3")
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.decode().count("\n") == 1 and b"Traceback" not in proc.stderr

@@ -23,8 +23,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import ModelConfig, SampleConfig, TrainConfig
-from .errors import CharrnnError, ConfigError, CorpusTooSmallError, RunExistsError
+from .config import DEFAULT_EPOCHS, ModelConfig, SampleConfig, TrainConfig
+from .errors import CharrnnError, ConfigError, CorpusTooSmallError, RunExistsError, TrainingInterrupted
 
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click import exceptions as click_exc
@@ -119,7 +119,7 @@ def train(
     grad_clip: Annotated[float, typer.Option(min=0.0, help="Clip the global gradient norm to this.", rich_help_panel="Optimisation")] = _T.grad_clip,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and dropout.", rich_help_panel="Optimisation")] = _T.seed,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many steps.", rich_help_panel="Stopping")] = _T.max_steps,
-    epochs: Annotated[Optional[float], typer.Option(min=0.0, help="Stop after this many passes over the training text (10 when no limit is given).", rich_help_panel="Stopping")] = _T.epochs,
+    epochs: Annotated[Optional[float], typer.Option(min=0.0, help=f"Stop after this many passes over the training text ({DEFAULT_EPOCHS:g} when no limit is given).", rich_help_panel="Stopping")] = _T.epochs,
     time_budget: Annotated[Optional[float], typer.Option(min=0.0, help="Stop within this many seconds, final evaluation and save included; the learning rate decays over it.", rich_help_panel="Stopping")] = _T.time_budget,
     val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Last fraction of the characters used for validation.", rich_help_panel="Input")] = _T.val_fraction,
     val_file: Annotated[Optional[str], typer.Option(help="Validate on this file instead of the end of the corpus.", rich_help_panel="Input")] = None,
@@ -323,9 +323,9 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
 
 # --------------------------------------------------------------------------- entry point
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, prefix: str = "error: ") -> None:
     message = " ".join(str(message).split())
-    err.print(f"charrnn: error: {message}", style="bold red", markup=False, highlight=False)
+    err.print(f"charrnn: {prefix}{message}", style="bold red", markup=False, highlight=False)
     sys.exit(code)
 
 
@@ -346,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except TrainingInterrupted as e:
+        _fail(str(e), e.exit_code, prefix="")
     except CharrnnError as e:
         _fail(str(e), e.exit_code)
     except BrokenPipeError:

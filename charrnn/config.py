@@ -38,7 +38,7 @@ class ModelConfig:
     layers: int = 2
     hidden_size: int = 512
     embedding_dim: int = 64
-    dropout: float = 0.25
+    dropout: float = 0.1
     tie_weights: bool = False
 
     def __post_init__(self) -> None:

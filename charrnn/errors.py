@@ -53,3 +53,14 @@ class RunExistsError(CheckpointError):
     def __init__(self, path):
         self.path = path
         super().__init__(f"{path}: already holds a training run; choose another output directory or allow overwriting it")
+
+
+class TrainingInterrupted(CharrnnError):
+    """Training was stopped by the user (Ctrl-C); the weights at ``step`` were saved."""
+
+    exit_code = 130
+
+    def __init__(self, step: int, saved: str | None):
+        self.step, self.saved = step, saved
+        where = f"; weights at this step saved to {saved}" if saved else "; nothing to save yet"
+        super().__init__(f"interrupted at step {step}{where}")

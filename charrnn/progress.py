@@ -21,6 +21,10 @@ def _duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _count(x: float) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
 class TrainingDisplay:
     def __init__(self, console: Console, enabled: bool = True):
         self.console = console
@@ -29,19 +33,14 @@ class TrainingDisplay:
         live = enabled and console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]step {task.fields[step]}"),
-            BarColumn(bar_width=30),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("val bpc {task.fields[val]}"),
-            TextColumn("{task.fields[tps]} tok/s"),
-            TextColumn("lr {task.fields[lr]}"),
-            TextColumn("{task.fields[elapsed]} elapsed, {task.fields[left]} left"),
+            BarColumn(bar_width=16),
+            TextColumn("{task.percentage:>3.0f}% loss {task.fields[loss]} val {task.fields[val]} bpc "
+                       "{task.fields[tps]} tok/s {task.fields[left]} left"),
             console=console,
             transient=False,
             disable=not live,
         )
-        self.task = self.progress.add_task("train", total=1000, step=0, loss="-", val="-", tps="-", lr="-",
-                                           elapsed="0:00", left="-:--")
+        self.task = self.progress.add_task("train", total=1000, step=0, loss="-", val="-", tps="-", left="-:--")
 
     def __enter__(self) -> "TrainingDisplay":
         self.progress.start()
@@ -74,8 +73,8 @@ class TrainingDisplay:
             left = event.elapsed * (1 - p) / p if p > 0 else None
             self.progress.update(
                 self.task, completed=p * 1000, step=f"{event.step:,}", loss=f"{d['train_loss']:.3f}",
-                val="-" if d["val_bpc"] is None else f"{d['val_bpc']:.3f}", tps=f"{d['tokens_per_sec']:,.0f}",
-                lr=f"{d['lr']:.2e}", elapsed=_duration(event.elapsed), left=_duration(left),
+                val="-" if d["val_bpc"] is None else f"{d['val_bpc']:.3f}", tps=_count(d["tokens_per_sec"]),
+                left=_duration(left),
             )
         elif event.kind == "eval":
             mark = " (best)" if d["improved"] else ""

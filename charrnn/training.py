@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .checkpoint import RunDirectory
 from .config import ModelConfig, TrainConfig
 from .data import StreamBatches, compact
-from .errors import CorpusError
+from .errors import CorpusError, TrainingInterrupted
 from .evaluation import EvalResult, evaluate
 from .model import RNNLanguageModel, State, detach_state
 from .runtime import autocast, resolve_device, resolve_precision
@@ -112,7 +112,6 @@ def train(
     epochs = cfg.effective_epochs
     step_limits = [s for s in (cfg.max_steps, epochs and math.ceil(epochs * batches.windows_per_epoch)) if s]
     planned_steps = min(step_limits) if step_limits else None
-    tokens_per_step = batches.batch_size * batches.bptt
 
     def validate() -> tuple[EvalResult, float]:
         t = time.perf_counter()
@@ -178,54 +177,62 @@ def train(
         on_event(Event("eval", step, now - t0, {**metrics, "best_val_bpc": best["val_bpc"], "improved": improved, "final": final}))
 
     step_seconds = 0.0
-    while True:
-        now = time.perf_counter()
-        if planned_steps is not None and step >= planned_steps:
-            break
-        if cfg.time_budget is not None and now - t0 + step_seconds + reserve() >= cfg.time_budget:
-            break
-        lr = lr_at(cfg, step, progress(now))
-        for g in opt.param_groups:
-            g["lr"] = lr
+    try:
+        while True:
+            now = time.perf_counter()
+            if planned_steps is not None and step >= planned_steps:
+                break
+            if cfg.time_budget is not None and now - t0 + step_seconds + reserve() >= cfg.time_budget:
+                break
+            lr = lr_at(cfg, step, progress(now))
+            for g in opt.param_groups:
+                g["lr"] = lr
 
-        x, y, new_epoch = batches.next()
-        if new_epoch:
-            state = None  # the streams jump back to their starts: the old state means nothing
-        x = x.to(device, dtype=torch.long, non_blocking=True)
-        y = y.to(device, dtype=torch.long, non_blocking=True)
-        with autocast(device, dtype):
-            logits, state = model(x, state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        state = detach_state(state)
-        step += 1
-        loss_sum += loss.detach()
-        loss_count += 1
-        window_tokens += x.numel()
-        tokens_seen += x.numel()
+            x, y, new_epoch = batches.next()
+            if new_epoch:
+                state = None  # the streams jump back to their starts: the old state means nothing
+            x = x.to(device, dtype=torch.long, non_blocking=True)
+            y = y.to(device, dtype=torch.long, non_blocking=True)
+            with autocast(device, dtype):
+                logits, state = model(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            state = detach_state(state)
+            step += 1
+            loss_sum += loss.detach()
+            loss_count += 1
+            window_tokens += x.numel()
+            tokens_seen += x.numel()
 
-        if step % cfg.log_interval == 0 or step == planned_steps:
-            train_loss = float(loss_sum) / loss_count  # the one host sync per log interval
-            t = time.perf_counter()
-            tokens_per_sec = window_tokens / max(t - window_t, 1e-9)
-            step_seconds = (t - window_t) / loss_count
-            window_t, window_tokens = t, 0
-            loss_sum.zero_()
-            loss_count = 0
-            rec = {"step": step, "time": round(t - t0, 3), "train_loss": train_loss,
-                   "train_bpc": train_loss / math.log(2), "lr": lr, "tokens_per_sec": tokens_per_sec,
-                   "epoch": step / batches.windows_per_epoch}
-            run_dir.log({"event": "train", **rec})
-            on_event(Event("progress", step, t - t0, {**rec, "planned_steps": planned_steps,
-                                                       "progress": progress(t),
-                                                       "val_bpc": last_val.bpc if last_val else None}))
-        if step % cfg.eval_interval == 0:
-            # Skip a periodic evaluation that would eat into the final one's reserve.
-            if cfg.time_budget is None or time.perf_counter() - t0 + 2 * reserve() < cfg.time_budget:
-                record_eval(final=False)
+            if step % cfg.log_interval == 0 or step == planned_steps:
+                train_loss = float(loss_sum) / loss_count  # the one host sync per log interval
+                t = time.perf_counter()
+                tokens_per_sec = window_tokens / max(t - window_t, 1e-9)
+                step_seconds = (t - window_t) / loss_count
+                window_t, window_tokens = t, 0
+                loss_sum.zero_()
+                loss_count = 0
+                rec = {"step": step, "time": round(t - t0, 3), "train_loss": train_loss,
+                       "train_bpc": train_loss / math.log(2), "lr": lr, "tokens_per_sec": tokens_per_sec,
+                       "epoch": step / batches.windows_per_epoch}
+                run_dir.log({"event": "train", **rec})
+                on_event(Event("progress", step, t - t0, {**rec, "planned_steps": planned_steps,
+                                                           "progress": progress(t),
+                                                           "val_bpc": last_val.bpc if last_val else None}))
+            if step % cfg.eval_interval == 0:
+                # Skip a periodic evaluation that would eat into the final one's reserve.
+                if cfg.time_budget is None or time.perf_counter() - t0 + 2 * reserve() < cfg.time_budget:
+                    record_eval(final=False)
+    except KeyboardInterrupt:
+        # Keep what was learned: save the weights at this step as the latest checkpoint
+        # (the best one, from the last evaluation, stays as it is), then report.
+        if step > 0:
+            run_dir.save("latest", model, cfg, tok, step, {"step": step, "time": time.perf_counter() - t0,
+                                                          "interrupted": True, "lr": lr})
+        raise TrainingInterrupted(step, str(run_dir.latest) if step > 0 else None) from None
 
     if step == 0:
         raise CorpusError("no training step fit in the limits given (time budget too short?)")

@@ -86,28 +86,29 @@ def test_text_file_and_foreign_safetensors_are_refused(tmp_path):
         load_checkpoint(foreign)
 
 
-def test_newer_format_version_is_refused(tmp_path):
-    path, _, _ = _saved(tmp_path)
+def _rewrite_metadata(path, **changes):
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    meta["format_version"] = str(FORMAT_VERSION + 1)
-    save_file(tensors, str(path), metadata=meta)
+    save_file(tensors, str(path), metadata={**meta, **changes})
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path, _, _ = _saved(tmp_path)
+    _rewrite_metadata(path, format_version=str(FORMAT_VERSION + 1))
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(path)
 
 
 def test_damaged_metadata_is_refused(tmp_path):
     path, _, _ = _saved(tmp_path)
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    meta["model_config"] = json.dumps({"hidden_size": 99, "vocab_size": 7})
-    save_file(tensors, str(path), metadata=meta)
+    _rewrite_metadata(path, model_config=json.dumps({"hidden_size": 99, "vocab_size": 7}))
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(path).build_model()
+    _rewrite_metadata(path, tokenizer="{not json")
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path)
 
 
 class _Payload:
@@ -147,3 +148,14 @@ def test_run_directory_resolution_and_overwrite(tmp_path):
         load_checkpoint(run)
     with pytest.raises(CheckpointError, match="no such"):
         load_checkpoint(tmp_path / "nope")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path):
+    tok = CharTokenizer.train("abcdef")
+    model = RNNLanguageModel(tiny_model_config("lstm", vocab_size=tok.vocab_size)).cuda()
+    save_checkpoint(tmp_path / "g.safetensors", model, TrainConfig(device="cuda"), tok)
+    again = load_checkpoint(tmp_path / "g.safetensors").build_model("cpu")
+    assert all(p.device.type == "cpu" for p in again.parameters())
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.allclose(model.eval()(ids.cuda())[0].cpu(), again(ids)[0], atol=1e-5)

@@ -218,3 +218,31 @@ def test_errors_through_a_real_process_have_no_traceback(tmp_path):
     proc = run_proc("sample", tmp_path / "nope", "-n", "3")
     assert proc.returncode == 1 and proc.stdout == b""
     assert proc.stderr.decode().count("\n") == 1 and b"Traceback" not in proc.stderr
+
+
+def test_ctrl_c_saves_the_current_step_and_exits_130(tmp_path):
+    import signal
+    import time as _time
+
+    from charrnn.checkpoint import load_checkpoint
+
+    corpus = tmp_path / "c.txt"
+    from conftest import TINY_TEXT
+
+    corpus.write_text(TINY_TEXT * 50)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", corpus, "--out", tmp_path / "run",
+                             "--max-steps", "1000000", *TINY_MODEL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = _time.time() + 60
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    while _time.time() < deadline and (not metrics.exists() or metrics.stat().st_size == 0):
+        _time.sleep(0.1)
+    _time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    text = err.decode()
+    assert "interrupted at step" in text and "Traceback" not in text and out == b""
+    ck = load_checkpoint(tmp_path / "run", latest=True)
+    assert ck.step > 0 and ck.metrics["interrupted"] is True
+    assert ck.build_model() is not None

@@ -144,3 +144,11 @@ def test_learning_rate_schedule_warms_up_then_decays():
 def test_bad_train_config_is_a_config_error(kw):
     with pytest.raises(ConfigError):
         TrainConfig(**kw)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_on_gpu(tmp_path, tiny_text, precision):
+    res, _ = _train(tmp_path, tiny_text, device="cuda", precision=precision, max_steps=20)
+    assert res.summary["device"].startswith("cuda") and math.isfinite(res.summary["val_bpc"])
+    assert load_checkpoint(tmp_path / "run").build_model("cpu") is not None

@@ -3,7 +3,6 @@ and results do not depend on how many cores the machine has."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -17,7 +17,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .config import SampleConfig, to_dict
 from .evaluation import EvalResult, evaluate
 from .generation import generate
-from .runtime import resolve_device
+from .runtime import resolve_device, resolve_precision
 
 
 class LanguageModel:
@@ -46,10 +46,15 @@ class LanguageModel:
         """The text generated after ``prime`` (not including it). Options: SampleConfig fields."""
         return "".join(self.stream(prime, SampleConfig(**options)))
 
-    def evaluate(self, text: str, streams: int = 1) -> EvalResult:
-        """Loss, perplexity and bits per character of ``text`` (state carried throughout)."""
+    def evaluate(self, text: str, streams: int = 1, precision: str = "fp32") -> EvalResult:
+        """Loss, perplexity and bits per character of ``text`` (state carried throughout).
+
+        ``precision`` "bf16" or "auto" runs the recurrent layers under bf16 autocast
+        (faster where the hardware has it; the output layer and the loss stay fp32).
+        """
         ids = self.tokenizer.encode(text)
-        return evaluate(self.model, ids, unk_id=self.tokenizer.unk_id, streams=streams)
+        dtype = resolve_precision(precision, self.device)
+        return evaluate(self.model, ids, unk_id=self.tokenizer.unk_id, streams=streams, dtype=dtype)
 
     def info(self) -> dict[str, Any]:
         ck = self.checkpoint

@@ -254,6 +254,7 @@ def perplexity(
     streams: Annotated[int, typer.Option(min=1, help="Score as this many parallel streams, each warmed up on the 256 tokens before its part (faster; 1 is exact).")] = 1,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
+    precision: Annotated[Precision, typer.Option(help="fp32 is exact; bf16 (or auto) is faster where the hardware has it.", rich_help_panel="Hardware")] = Precision.fp32,
     replace_invalid: ReplaceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -267,7 +268,7 @@ def perplexity(
     if len(text) < 2:
         raise CharrnnError(f"{file}: needs at least 2 characters to score (the first one is only context)")
     t = time.perf_counter()
-    result = lm.evaluate(text, streams=streams)
+    result = lm.evaluate(text, streams=streams, precision=precision.value)
     secs = time.perf_counter() - t
     if result.unknown:
         _warn(f"{result.unknown} character(s) never seen in training were read but not scored (counted as 'unknown')")

@@ -29,7 +29,14 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import DEFAULT_EPOCHS, ModelConfig, SampleConfig, TrainConfig
-from .errors import CharrnnError, ConfigError, CorpusTooSmallError, RunExistsError, TrainingInterrupted
+from .errors import (
+    CharrnnError,
+    ConfigError,
+    CorpusTooSmallError,
+    InvalidUtf8Error,
+    RunExistsError,
+    TrainingInterrupted,
+)
 
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click import exceptions as click_exc
@@ -344,7 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="charrnn", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as e:
-        sys.stderr.write(e.ctx.get_help() + "\n")
+        text = e.ctx.get_help()  # rich help prints itself and returns ""; plain click returns it
+        if text:
+            sys.stdout.write(text + "\n")
         sys.exit(2)
     except click_exc.UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
@@ -357,6 +366,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted", 130)
     except TrainingInterrupted as e:
         _fail(str(e), e.exit_code, prefix="")
+    except InvalidUtf8Error as e:
+        _fail(f"{e} (--replace-invalid does that)", e.exit_code)
     except CharrnnError as e:
         _fail(str(e), e.exit_code)
     except BrokenPipeError:

@@ -27,7 +27,7 @@ from typing import BinaryIO, Iterator
 
 import torch
 
-from .errors import CorpusError, CorpusTooSmallError
+from .errors import CorpusError, CorpusTooSmallError, InvalidUtf8Error
 
 STDIN = "-"
 
@@ -41,10 +41,7 @@ def decode_utf8(raw: bytes, name: str, replace_errors: bool = False) -> str:
     try:
         return raw.decode("utf-8", errors="replace" if replace_errors else "strict")
     except UnicodeDecodeError as e:
-        raise CorpusError(
-            f"{name}: invalid UTF-8 at byte offset {e.start} (byte 0x{raw[e.start]:02x}); "
-            f"convert the file to UTF-8, or replace bad bytes with U+FFFD"
-        ) from None
+        raise InvalidUtf8Error(name, e.start, raw[e.start]) from None
 
 
 def read_text(source: str | os.PathLike, replace_errors: bool = False, stdin: BinaryIO | None = None) -> str:
@@ -90,8 +87,8 @@ def split_text(text: str, val_fraction: float) -> tuple[str, str]:
     n_val = max(n_val, 2)
     if len(text) - n_val < 2:
         raise CorpusError(
-            f"the corpus has {len(text)} characters: too few to split into training and "
-            f"validation text"
+            f"the corpus has only {len(text)} character(s): too few to split into training "
+            f"and validation text"
         )
     return text[:-n_val], text[-n_val:]
 

@@ -23,6 +23,17 @@ class CorpusError(CharrnnError):
     """A corpus cannot be read, decoded, or is unusable for training."""
 
 
+class InvalidUtf8Error(CorpusError):
+    """A text is not valid UTF-8 (the caller may choose to replace bad bytes instead)."""
+
+    def __init__(self, name: str, offset: int, byte: int):
+        self.name, self.offset, self.byte = name, offset, byte
+        super().__init__(
+            f"{name}: invalid UTF-8 at byte offset {offset} (byte 0x{byte:02x}); convert the file "
+            f"to UTF-8, or replace bad bytes with U+FFFD"
+        )
+
+
 class CorpusTooSmallError(CorpusError):
     """The corpus has fewer tokens than one batch of windows needs.
 

@@ -167,9 +167,16 @@ def test_corpus_too_small_names_the_options(capsys, tmp_path):
     assert "--bptt" in err
 
 
-def test_invalid_utf8_names_the_offset(capsys, tmp_path):
+def test_invalid_utf8_names_the_offset_and_the_way_out(capsys, tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"abc" * 100 + b"\xc3\x28")
-    assert_one_line_error(*run(capsys, "train", tmp_path / "bad.txt"), "byte offset 300")
+    code, out, err = run(capsys, "train", tmp_path / "bad.txt")
+    assert_one_line_error(code, out, err, "byte offset 300")
+    assert "--replace-invalid" in err
+    # The way out works: bad bytes become U+FFFD and training goes ahead.
+    (tmp_path / "bad2.txt").write_bytes(("the cat sat. " * 60).encode() + b"\xff" + b" on the mat." * 20)
+    code, out, err = run(capsys, "train", tmp_path / "bad2.txt", "--replace-invalid", "--out", tmp_path / "r",
+                         "--max-steps", "2", "--json", *TINY_MODEL)
+    assert code == 0 and json.loads(out)["steps"] == 2
 
 
 def test_directory_and_binary_corpus(capsys, tmp_path):

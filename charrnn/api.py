@@ -16,7 +16,8 @@ from typing import Any, Iterator
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import SampleConfig, to_dict
 from .evaluation import EvalResult, evaluate
-from .generation import generate
+from .errors import ConfigError
+from .generation import Generation, beam_search, iter_sample, sample
 from .runtime import resolve_device, resolve_precision
 
 
@@ -28,23 +29,47 @@ class LanguageModel:
         self.device = resolve_device(device)
         self.tokenizer = checkpoint.tokenizer
         self.model = checkpoint.build_model(self.device)
+        self.last: list[Generation] | None = None  # what the last stream() produced
 
     def count_unknown(self, text: str) -> int:
         """How many characters of ``text`` the tokenizer maps to its unknown id."""
         unk = self.tokenizer.unk_id
         return 0 if unk is None else int((self.tokenizer.encode(text) == unk).sum())
 
-    def stream(self, prime: str = "", config: SampleConfig | None = None) -> Iterator[str]:
-        """Yield the generated text piece by piece (one token each) after ``prime``."""
-        config = config or SampleConfig()
+    def _ids(self, prime: str):
         tok = self.tokenizer
         banned = [tok.unk_id] if tok.unk_id is not None else []
-        for token_id in generate(self.model, tok.encode(prime), config, start_id=tok.start_id, banned=banned):
-            yield tok.token_text(token_id)
+        return tok.encode(prime), dict(token_text=tok.token_text, start_id=tok.start_id, banned=banned)
+
+    def stream(self, prime: str = "", config: SampleConfig | None = None) -> Iterator[str]:
+        """Yield the text of one sample piece by piece, as it is generated."""
+        config = config or SampleConfig()
+        if config.beam or config.num_samples != 1:
+            raise ConfigError("stream() makes one sample; use sample() for beam search or several samples")
+        ids, kw = self._ids(prime)
+        it = iter_sample(self.model, ids, config, **kw)
+        while True:
+            try:
+                _, piece = next(it)
+            except StopIteration as end:
+                self.last = end.value
+                return
+            yield piece
+
+    def sample(self, prime: str = "", config: SampleConfig | None = None, **options: Any) -> list[Generation]:
+        """Samples (``num_samples`` of them, as one batch) or the best beam-search
+        hypotheses (``beam``, ``num_return``), each with its text and log-probability.
+        Options are SampleConfig fields."""
+        config = config or SampleConfig(**options)
+        ids, kw = self._ids(prime)
+        if config.beam:
+            return beam_search(self.model, ids, config, **kw)
+        return sample(self.model, ids, config, **kw)
 
     def generate(self, prime: str = "", **options: Any) -> str:
-        """The text generated after ``prime`` (not including it). Options: SampleConfig fields."""
-        return "".join(self.stream(prime, SampleConfig(**options)))
+        """The text generated after ``prime`` (not including it). Options: SampleConfig
+        fields, e.g. length=200, temperature=0.8, top_p=0.9, seed=1, beam=4, stop=("\\n\\n",)."""
+        return self.sample(prime, **options)[0].text
 
     def evaluate(self, text: str, streams: int = 1, precision: str = "fp32") -> EvalResult:
         """Loss, perplexity and bits per character of ``text`` (state carried throughout).

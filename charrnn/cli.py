@@ -211,19 +211,45 @@ def sample(
     prime: Annotated[Optional[str], typer.Option("--prime", "-p", help="Text the model continues (else --prime-file, else stdin when it is not a terminal).", rich_help_panel="Prime")] = None,
     prime_file: Annotated[Optional[str], typer.Option("--prime-file", help="Read the prime text from this file ('-' for stdin).", rich_help_panel="Prime")] = None,
     echo_prime: Annotated[bool, typer.Option("--echo-prime/--no-echo-prime", help="Print the prime before the generated text.", rich_help_panel="Prime")] = True,
-    length: Annotated[int, typer.Option("--length", "-n", min=0, help="Characters to generate (tokens of a char model).", rich_help_panel="Decoding")] = _S.length,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", help="Softmax temperature (> 0): lower is more conservative.", rich_help_panel="Decoding")] = _S.temperature,
-    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely next character.", rich_help_panel="Decoding")] = _S.greedy,
-    top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only among the k most likely characters.", rich_help_panel="Decoding")] = _S.top_k,
-    top_p: Annotated[Optional[float], typer.Option(help="Sample from the smallest set of characters whose probability reaches p, in (0, 1].", rich_help_panel="Decoding")] = _S.top_p,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.", rich_help_panel="Decoding")] = _S.seed,
+    length: Annotated[int, typer.Option("--length", "-n", min=0, help="Tokens to generate (characters, for a char model).", rich_help_panel="Length and stopping")] = _S.length,
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="End the output before the first occurrence of this string (repeatable).", rich_help_panel="Length and stopping")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Stop generating after this many seconds.", rich_help_panel="Length and stopping")] = _S.max_time,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help=f"Softmax temperature (> 0): lower is more conservative. [default: {_S.temperature}]", show_default=False, rich_help_panel="Sampling")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely next token.", rich_help_panel="Sampling")] = _S.greedy,
+    top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only among the k most likely tokens.", rich_help_panel="Sampling")] = _S.top_k,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample from the smallest set of tokens whose probability reaches p, in (0, 1].", rich_help_panel="Sampling")] = _S.top_p,
+    min_p: Annotated[Optional[float], typer.Option(help="Drop tokens less likely than min-p times the most likely one, in [0, 1].", rich_help_panel="Sampling")] = _S.min_p,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text (sample i of a batch uses seed + i).", rich_help_panel="Sampling")] = _S.seed,
+    num_samples: Annotated[int, typer.Option("--num-samples", "-N", help="Samples to generate, as one batch.", rich_help_panel="Sampling")] = _S.num_samples,
+    separator: Annotated[str, typer.Option(help="Printed between samples or hypotheses.", rich_help_panel="Output")] = "\n\n",
+    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already in the prime or output less likely (1 is off).", rich_help_panel="Repetition")] = _S.repetition_penalty,
+    no_repeat_ngram: Annotated[int, typer.Option(help="Never produce the same n-gram of this many tokens twice (0 is off).", rich_help_panel="Repetition")] = _S.no_repeat_ngram,
+    beam: Annotated[Optional[int], typer.Option(help="Beam search with this many beams (1 is greedy decoding).", rich_help_panel="Beam search")] = None,
+    length_penalty: Annotated[float, typer.Option(help="Beam scores are divided by length to this power (0: no normalization).", rich_help_panel="Beam search")] = _S.length_penalty,
+    num_return: Annotated[int, typer.Option(help="How many of the best hypotheses to print.", rich_help_panel="Beam search")] = _S.num_return,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
     replace_invalid: ReplaceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Generate text from a trained model, streamed to stdout."""
-    config = SampleConfig(length=length, temperature=temperature, greedy=greedy, top_k=top_k, top_p=top_p, seed=seed)
+    """Generate text from a trained model: sampling (streamed to stdout), greedy, or beam search."""
+    if beam is not None:
+        if beam < 1:
+            raise ConfigError(f"--beam must be >= 1, not {beam}")
+        given = [name for name, value in (("--temperature", temperature), ("--top-k", top_k), ("--top-p", top_p),
+                                          ("--min-p", min_p), ("--greedy", greedy or None)) if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} shape sampling and do not apply to --beam")
+        if num_samples != 1:
+            raise ConfigError("--num-samples does not apply to --beam (use --num-return)")
+    elif num_return != 1:
+        raise ConfigError("--num-return applies to --beam only (use --num-samples)")
+    config = SampleConfig(
+        length=length, temperature=_S.temperature if temperature is None else temperature, greedy=greedy,
+        top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
+        stop=tuple(stop or ()), max_time=max_time, seed=seed, num_samples=num_samples, beam=beam or 0,
+        length_penalty=length_penalty, num_return=num_return,
+    )
     from .api import load
 
     lm = load(checkpoint, device=device.value, latest=latest)
@@ -231,18 +257,24 @@ def sample(
     unknown = lm.count_unknown(prime_text)
     if unknown:
         _warn(f"the prime has {unknown} character(s) the model never saw in training; it reads them as unknown")
-    t = time.perf_counter()
-    if json_out:
-        pieces = list(lm.stream(prime_text, config))
-        secs = time.perf_counter() - t
-        _print_json({"prime": prime_text, "text": "".join(pieces), "tokens": len(pieces), "seconds": secs,
-                     "tokens_per_sec": len(pieces) / secs if secs > 0 else None})
-        return
+    head = prime_text if echo_prime else ""
     out = sys.stdout
+    t = time.perf_counter()
     try:
-        if echo_prime and prime_text:
-            out.write(prime_text)
+        if json_out or config.beam or config.num_samples > 1:
+            results = lm.sample(prime_text, config)
+            secs = time.perf_counter() - t
+            if json_out:
+                tokens = sum(len(g.tokens) for g in results)
+                _print_json({"prime": prime_text, "text": results[0].text, "samples": [g.as_dict() for g in results],
+                             "tokens": tokens, "seconds": secs, "tokens_per_sec": tokens / secs if secs > 0 else None})
+                return
+            out.write(separator.join(head + g.text for g in results) + "\n")
             out.flush()
+            return
+        # One sample: stream it as it is generated.
+        out.write(head)
+        out.flush()
         for piece in lm.stream(prime_text, config):
             out.write(piece)
             out.flush()

@@ -112,14 +112,30 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """How to pick each next token during generation."""
+    """How to choose each next token during generation.
+
+    Sampling (the default) draws from the model's distribution reshaped by temperature,
+    top-k, top-p and min-p; ``greedy`` takes the most likely token; ``beam`` > 0 runs beam
+    search, which ranks hypotheses by the model's log-probabilities (the sampling controls
+    do not apply to it). Repetition penalty, no-repeat n-grams, stop strings, length and
+    max_time apply to every strategy.
+    """
 
     length: int = 500  # tokens to generate (characters for a char model)
     temperature: float = 0.8
     greedy: bool = False
     top_k: int | None = None
     top_p: float | None = None
-    seed: int | None = None
+    min_p: float | None = None  # keep tokens with probability >= min_p * the top probability
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the prime or output
+    no_repeat_ngram: int = 0  # > 0: never produce an n-gram of this size twice
+    stop: tuple[str, ...] = ()  # output ends before the first occurrence of any of these
+    max_time: float | None = None  # seconds
+    seed: int | None = None  # sample i of a batch uses seed + i
+    num_samples: int = 1
+    beam: int = 0  # 0: no beam search; K >= 1: beam search with K beams (1 is greedy)
+    length_penalty: float = 1.0  # beam scores are divided by length ** length_penalty
+    num_return: int = 1  # beam search: how many of the best finished hypotheses to return
 
     def __post_init__(self) -> None:
         _check(self.length >= 0, f"length must be >= 0, not {self.length}")
@@ -132,6 +148,26 @@ class SampleConfig:
             self.top_p is None or 0.0 < self.top_p <= 1.0,
             f"top_p must be in (0, 1], not {self.top_p}",
         )
+        _check(self.min_p is None or 0.0 <= self.min_p <= 1.0, f"min_p must be in [0, 1], not {self.min_p}")
+        _check(
+            math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
+            f"repetition_penalty must be > 0 (1 is off), not {self.repetition_penalty}",
+        )
+        _check(self.no_repeat_ngram >= 0, f"no_repeat_ngram must be >= 0, not {self.no_repeat_ngram}")
+        _check(all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty")
+        _check(self.max_time is None or self.max_time > 0, f"max_time must be > 0 seconds, not {self.max_time}")
+        _check(self.num_samples >= 1, f"num_samples must be >= 1, not {self.num_samples}")
+        _check(self.beam >= 0, f"beam must be >= 1, not {self.beam}")
+        _check(
+            math.isfinite(self.length_penalty) and self.length_penalty >= 0,
+            f"length_penalty must be >= 0, not {self.length_penalty}",
+        )
+        _check(self.num_return >= 1, f"num_return must be >= 1, not {self.num_return}")
+        if self.beam:
+            _check(self.num_return <= self.beam, f"num_return ({self.num_return}) cannot exceed beam ({self.beam})")
+            _check(self.num_samples == 1, "num_samples does not apply to beam search (use num_return)")
+        else:
+            _check(self.num_return == 1, "num_return applies to beam search only (use num_samples)")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

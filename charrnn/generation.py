@@ -1,33 +1,160 @@
-"""Text generation on token ids: greedy decoding and temperature / top-k / top-p sampling.
+"""Text generation on token ids: sampling (batched), greedy decoding and beam search.
 
-Generation runs the model one token at a time with the recurrent state carried, under
-``torch.inference_mode``; the prime is read in one forward call. Tokens are yielded as
-they are chosen so that a caller can stream them.
+The prime is read by the model's own forward pass in one call. After that, one token per
+step is produced by ``StepRunner``, a hand-written inference step for each cell type:
+the weights of each layer are fused into one matrix, all buffers are allocated once, and
+there is no autograd, so a step costs a few small matrix products and in-place
+activations instead of a full ``nn.LSTM`` call. Rows of the batch are independent
+samples, or the beams of a beam search (reordered by ``StepRunner.reorder``).
+
+Seeding rule: sample ``i`` of a batch draws its random numbers from its own generator
+seeded with ``seed + i``, so a batch of N gives the same texts as N single runs with
+seeds seed, seed + 1, ... (up to floating-point differences of batched arithmetic).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Iterable, Iterator
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Generator, Iterable, Iterator
 
 import torch
 
 from .config import SampleConfig
 from .model import RNNLanguageModel, State
 
+TokenText = Callable[[int], str]
+
+
+# --------------------------------------------------------------------------- the step
+
+
+class StepRunner:
+    """One-token-at-a-time inference for an RNNLanguageModel, batch of N rows.
+
+    Shapes: tokens (N,), state per layer h (N, H) (and c (N, H) for LSTM), logits (N, V).
+    """
+
+    def __init__(self, model: RNNLanguageModel):
+        cfg = model.config
+        self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden_size
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, torch.float32
+        with torch.no_grad():
+            self.emb = model.embedding.weight.detach().float()
+            self.dec_w = model.decoder.weight.detach().float().t().contiguous()  # (H, V)
+            self.dec_b = model.decoder.bias.detach().float().view(1, -1)
+            self.w: list[torch.Tensor] = []
+            self.b: list[torch.Tensor] = []
+            self.w_hh: list[torch.Tensor] = []
+            self.b_hh: list[torch.Tensor] = []
+            for layer in range(cfg.layers):
+                w_ih = getattr(model.rnn, f"weight_ih_l{layer}").detach().float()
+                w_hh = getattr(model.rnn, f"weight_hh_l{layer}").detach().float()
+                b_ih = getattr(model.rnn, f"bias_ih_l{layer}").detach().float()
+                b_hh = getattr(model.rnn, f"bias_hh_l{layer}").detach().float()
+                if self.cell == "gru":
+                    # GRU multiplies the hidden part of the candidate gate by r: keep the
+                    # input and hidden products apart.
+                    self.w.append(w_ih.t().contiguous())
+                    self.b.append(b_ih.view(1, -1))
+                    self.w_hh.append(w_hh.t().contiguous())
+                    self.b_hh.append(b_hh.view(1, -1))
+                else:
+                    # [x, h] @ [W_ih | W_hh]^T + (b_ih + b_hh): one product per layer.
+                    self.w.append(torch.cat([w_ih, w_hh], dim=1).t().contiguous())
+                    self.b.append((b_ih + b_hh).view(1, -1))
+        self.n = 0
+
+    def start(self, state: State | None, n: int) -> None:
+        """Allocate buffers for ``n`` rows from a model state of batch 1 (or None)."""
+        H, L, dev = self.hidden, self.layers, self.device
+        self.n = n
+        if state is None:
+            h = torch.zeros(L, 1, H, device=dev)
+            c = torch.zeros(L, 1, H, device=dev)
+        elif isinstance(state, tuple):
+            h, c = state
+        else:
+            h, c = state, torch.zeros_like(state)
+        self.h = [h[i].float().expand(n, H).clone() for i in range(L)]
+        self.c = [c[i].float().expand(n, H).clone() for i in range(L)]
+        in_sizes = [self.emb.shape[1]] + [H] * (L - 1)
+        if self.cell == "gru":
+            self.x = [torch.empty(n, s, device=dev) for s in in_sizes]
+            self.gi = torch.empty(n, 3 * H, device=dev)
+            self.gh = torch.empty(n, 3 * H, device=dev)
+        else:
+            self.x = [torch.empty(n, s + H, device=dev) for s in in_sizes]  # [input | h]
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+        self.g = torch.empty(n, gates * H, device=dev)
+        self.logits = torch.empty(n, self.dec_w.shape[1], device=dev)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` (beam search): row i takes the state of row index[i]."""
+        for i in range(self.layers):
+            self.h[i].copy_(self.h[i].index_select(0, index))
+            self.c[i].copy_(self.c[i].index_select(0, index))
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed ``tokens`` (N,); return the logits (N, V) of the next token (a reused buffer)."""
+        H = self.hidden
+        inp = self.emb.index_select(0, tokens)  # (N, E)
+        for i in range(self.layers):
+            x, h, c, g = self.x[i], self.h[i], self.c[i], self.g
+            e = inp.shape[1]
+            if self.cell == "gru":
+                x.copy_(inp)
+                torch.addmm(self.b[i], x, self.w[i], out=self.gi)
+                torch.addmm(self.b_hh[i], h, self.w_hh[i], out=self.gh)
+                rz = self.gi[:, : 2 * H].add_(self.gh[:, : 2 * H]).sigmoid_()  # (N, 2H): r, z
+                n = self.gi[:, 2 * H :].addcmul_(rz[:, :H], self.gh[:, 2 * H :]).tanh_()
+                # h' = (1 - z) * n + z * h = n + z * (h - n)
+                h.sub_(n).mul_(rz[:, H:]).add_(n)
+            else:
+                x[:, :e].copy_(inp)
+                x[:, e:].copy_(h)
+                torch.addmm(self.b[i], x, self.w[i], out=g)
+                if self.cell == "rnn":
+                    torch.tanh(g, out=h)
+                else:  # LSTM gates in torch's order: input, forget, cell, output
+                    g[:, : 2 * H].sigmoid_()
+                    g[:, 3 * H :].sigmoid_()
+                    g[:, 2 * H : 3 * H].tanh_()
+                    c.mul_(g[:, H : 2 * H]).addcmul_(g[:, :H], g[:, 2 * H : 3 * H])
+                    torch.tanh(c, out=h)
+                    h.mul_(g[:, 3 * H :])
+            inp = h
+        return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
+
+
+# --------------------------------------------------------------------------- controls
+
 
 def filter_logits(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
 ) -> torch.Tensor:
-    """Scale by temperature and mask (to -inf) what top-k and top-p exclude. logits: (N, V).
+    """Scale by temperature and mask (to -inf) what top-k, top-p and min-p exclude. (N, V).
 
     top-p keeps the smallest set of most likely tokens whose probability mass reaches p
     (a token is kept when the mass of the tokens ranked above it is still below p).
+    min-p keeps the tokens whose probability is at least min_p times the largest one.
     """
-    logits = logits / temperature
+    if temperature != 1.0:
+        logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if min_p is not None and min_p > 0:
+        # p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p)
+        floor = logits.max(dim=-1, keepdim=True).values + math.log(min_p)
+        logits = logits.masked_fill(logits < floor, float("-inf"))
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = torch.softmax(sorted_logits, dim=-1)
@@ -39,6 +166,105 @@ def filter_logits(
     return logits
 
 
+def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL-style repetition penalty: logits of seen tokens are divided by ``penalty`` when
+    positive and multiplied by it when negative. seen: (N, V) bool."""
+    scaled = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, scaled, logits)
+
+
+class NgramBlocker:
+    """Bans, for each row, the tokens that would complete an n-gram the row already has."""
+
+    def __init__(self, n: int, histories: list[list[int]]):
+        self.n = n
+        self.seen: list[dict[tuple[int, ...], set[int]]] = [{} for _ in histories]
+        self.hist = [list(h) for h in histories]
+        for row, h in enumerate(self.hist):
+            for i in range(len(h) - n + 1):
+                self.seen[row].setdefault(tuple(h[i : i + n - 1]), set()).add(h[i + n - 1])
+
+    def push(self, row: int, token: int) -> None:
+        h = self.hist[row]
+        h.append(token)
+        if len(h) >= self.n:
+            self.seen[row].setdefault(tuple(h[len(h) - self.n : -1]), set()).add(token)
+
+    def reorder(self, index: list[int]) -> None:
+        self.hist = [list(self.hist[i]) for i in index]
+        self.seen = [{k: set(v) for k, v in self.seen[i].items()} for i in index]
+
+    def ban(self, logits: torch.Tensor) -> None:
+        for row, h in enumerate(self.hist):
+            if len(h) >= self.n - 1:
+                key = tuple(h[len(h) - self.n + 1 :]) if self.n > 1 else ()
+                banned = self.seen[row].get(key)
+                if banned:
+                    logits[row, list(banned)] = float("-inf")
+
+
+class StopMatcher:
+    """Cuts a growing text at the first occurrence of any stop string.
+
+    ``feed`` returns the part of the text that can be shown now: text that could still be
+    the start of a stop string is held back until it cannot.
+    """
+
+    def __init__(self, stops: Iterable[str]):
+        self.stops = tuple(stops)
+        self.text = ""
+        self.shown = 0
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        self.text += piece
+        if not self.stops:
+            out, self.shown = self.text[self.shown :], len(self.text)
+            return out
+        # Search only where a new match could be: near the end of the text.
+        start = max(0, self.shown - max(len(s) for s in self.stops))
+        cut = min((i for i in (self.text.find(s, start) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self.text = self.text[:cut]
+            out, self.shown = self.text[self.shown :], len(self.text)
+            return out
+        hold = 0
+        for s in self.stops:
+            for k in range(min(len(s) - 1, len(self.text)), 0, -1):
+                if self.text.endswith(s[:k]):
+                    hold = max(hold, k)
+                    break
+        safe = len(self.text) - hold
+        out = self.text[self.shown : safe] if safe > self.shown else ""
+        self.shown = max(self.shown, safe)
+        return out
+
+    def flush(self) -> str:
+        """At the end, what was held back is output after all."""
+        out, self.shown = self.text[self.shown :], len(self.text)
+        return out
+
+
+@dataclass
+class Generation:
+    """One generated text with the model's log-probability of it (given the prime)."""
+
+    text: str
+    tokens: list[int]
+    logprob: float  # sum of log p(token | context) under the model, natural log
+    finish_reason: str  # "length", "stop", "time", or "blocked" (no-repeat-ngram left no token)
+    score: float | None = None  # beam search: the length-normalised ranking score
+
+    def as_dict(self) -> dict:
+        d = {"text": self.text, "logprob": self.logprob, "tokens": len(self.tokens), "finish_reason": self.finish_reason}
+        if self.score is not None:
+            d["score"] = self.score
+        return d
+
+
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
     """A generator seeded with ``seed``, or from the OS when no seed is given."""
     gen = torch.Generator(device=device)
@@ -46,7 +272,169 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
     return gen
 
 
-@torch.inference_mode()
+def _kept_tokens(tokens: list[int], token_text: TokenText, length: int) -> int:
+    """How many leading tokens lie entirely within the first ``length`` characters."""
+    used = 0
+    for k, t in enumerate(tokens):
+        used += len(token_text(t))
+        if used > length:
+            return k
+    return len(tokens)
+
+
+def _prepare(model: RNNLanguageModel, prime: torch.Tensor, start_id: int) -> tuple[torch.Tensor, State | None, int]:
+    """Read the prime (all but its last token) with the model; return it, the state and
+    the token the step loop is fed first."""
+    device = next(model.parameters()).device
+    prime = prime.to(device=device, dtype=torch.long).view(-1)
+    if prime.numel() == 0:
+        prime = torch.tensor([start_id], device=device)
+    state = None
+    if prime.numel() > 1:
+        _, state = model(prime[:-1].view(1, -1))
+    return prime, state, int(prime[-1])
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def sample(
+    model: RNNLanguageModel,
+    prime: torch.Tensor,
+    config: SampleConfig,
+    *,
+    token_text: TokenText,
+    start_id: int,
+    banned: Iterable[int] = (),
+    on_text: Callable[[int, str], None] | None = None,
+) -> list[Generation]:
+    """Sample ``config.num_samples`` continuations of ``prime`` as one batch.
+
+    ``on_text(row, piece)`` is called with each piece of text as soon as it is final
+    (stop strings can hold a few characters back). Greedy decoding when config.greedy.
+    """
+    it = iter_sample(model, prime, config, token_text=token_text, start_id=start_id, banned=banned)
+    while True:
+        try:
+            row, piece = next(it)
+        except StopIteration as end:
+            return end.value
+        if on_text is not None:
+            on_text(row, piece)
+
+
+def iter_sample(
+    model: RNNLanguageModel,
+    prime: torch.Tensor,
+    config: SampleConfig,
+    *,
+    token_text: TokenText,
+    start_id: int,
+    banned: Iterable[int] = (),
+) -> Generator[tuple[int, str], None, list[Generation]]:
+    """Like ``sample``, as a generator of (row, piece) that returns the generations."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return (yield from _sample(model, prime, config, token_text, start_id, banned))
+    finally:
+        model.train(was_training)
+
+
+def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
+    t0 = time.perf_counter()
+    n = cfg.num_samples
+    prime, state, first = _prepare(model, prime, start_id)
+    runner = StepRunner(model)
+    runner.start(state, n)
+    device = runner.device
+    vocab = runner.dec_w.shape[1]
+    ban = torch.tensor(sorted(set(banned)), dtype=torch.long, device=device)
+    tokens = torch.full((n,), first, dtype=torch.long, device=device)
+    seen = None
+    if cfg.repetition_penalty != 1.0:
+        seen = torch.zeros(n, vocab, dtype=torch.bool, device=device)
+        seen[:, prime] = True
+    blocker = NgramBlocker(cfg.no_repeat_ngram, [prime.tolist()] * n) if cfg.no_repeat_ngram else None
+    gens = [make_generator(None if cfg.seed is None else cfg.seed + i, device) for i in range(n)]
+    chunk = max(1, min(cfg.length, 1024))
+    uniforms = torch.empty(n, 0, device=device)
+    out_tokens: list[list[int]] = [[] for _ in range(n)]
+    logps = torch.zeros(n, cfg.length, dtype=torch.float64, device=device)
+    stops = [StopMatcher(cfg.stop) for _ in range(n)]
+    done = [False] * n
+    reasons = ["length"] * n
+    rows = torch.arange(n, device=device)
+    for step in range(cfg.length):
+        if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
+            for r in range(n):
+                if not done[r]:
+                    done[r], reasons[r] = True, "time"
+            break
+        logits = runner.step(tokens)
+        logp_all = logits - torch.logsumexp(logits, dim=-1, keepdim=True)  # the model's own scores
+        scores = logits
+        if ban.numel():
+            scores = scores.index_fill(1, ban, float("-inf"))
+        if seen is not None:
+            scores = penalize_repeats(scores, seen, cfg.repetition_penalty)
+        if blocker is not None:
+            scores = scores.clone() if scores is logits else scores
+            blocker.ban(scores)
+            # A row whose every continuation is banned has nowhere to go: it ends.
+            for r in torch.isneginf(scores).all(dim=-1).nonzero().view(-1).tolist():
+                if not done[r]:
+                    done[r], reasons[r] = True, "blocked"
+            if all(done):
+                break
+            scores[torch.isneginf(scores).all(dim=-1)] = 0.0  # keep finished rows computable
+        if cfg.greedy:
+            nxt = torch.argmax(scores, dim=-1)
+        else:
+            probs = torch.softmax(filter_logits(scores, cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p), dim=-1)
+            if uniforms.shape[1] == 0:
+                # Each row's own generator, drawn in chunks: row i's numbers do not depend
+                # on how many rows the batch has.
+                uniforms = torch.stack([torch.rand(chunk, generator=g, device=device, dtype=torch.float64) for g in gens])
+            u = uniforms[:, :1]
+            uniforms = uniforms[:, 1:]
+            cdf = torch.cumsum(probs, dim=-1, dtype=torch.float64)
+            nxt = torch.searchsorted(cdf, u * cdf[:, -1:]).view(-1).clamp_(max=vocab - 1)
+            # A draw can land on a zero-probability token only at a float boundary: step
+            # back to the nearest allowed one.
+            bad = probs.gather(1, nxt.view(-1, 1)).view(-1) <= 0
+            if bool(bad.any()):
+                nxt = torch.where(bad, torch.argmax(probs, dim=-1), nxt)
+        logps[:, step] = logp_all.gather(1, nxt.view(-1, 1)).view(-1).double()
+        tokens = nxt
+        if seen is not None:
+            seen[rows, nxt] = True
+        ids = nxt.tolist()
+        for r, t in enumerate(ids):
+            if done[r]:
+                continue
+            out_tokens[r].append(t)
+            if blocker is not None:
+                blocker.push(r, t)
+            piece = stops[r].feed(token_text(t))
+            if piece:
+                yield r, piece
+            if stops[r].stopped:
+                done[r], reasons[r] = True, "stop"
+        if all(done):
+            break
+    results = []
+    for r in range(n):
+        rest = stops[r].flush()
+        if rest:
+            yield r, rest
+        text = stops[r].text
+        kept = _kept_tokens(out_tokens[r], token_text, len(text))
+        results.append(Generation(text, out_tokens[r][:kept], float(logps[r, :kept].sum()), reasons[r]))
+    return results
+
+
 def generate(
     model: RNNLanguageModel,
     prime: torch.Tensor,
@@ -55,36 +443,126 @@ def generate(
     start_id: int,
     banned: Iterable[int] = (),
 ) -> Iterator[int]:
-    """Yield ``config.length`` token ids that follow ``prime`` (1-D ids, may be empty).
+    """The ids of one sample (row 0), for callers that want ids rather than text."""
+    res = sample(model, prime, config, token_text=lambda t: "\0", start_id=start_id, banned=banned)
+    yield from res[0].tokens
 
-    With an empty prime the model starts from ``start_id`` (which is not yielded).
-    ``banned`` ids (e.g. the unknown token) are never produced.
+
+# --------------------------------------------------------------------------- beam search
+
+
+@dataclass
+class _Hyp:
+    tokens: list[int] = field(default_factory=list)
+    logps: list[float] = field(default_factory=list)  # the model's log-probability per token
+    scores: list[float] = field(default_factory=list)  # ranking scores (after penalties)
+    stop: StopMatcher | None = None
+
+
+@torch.inference_mode()
+def beam_search(
+    model: RNNLanguageModel,
+    prime: torch.Tensor,
+    config: SampleConfig,
+    *,
+    token_text: TokenText,
+    start_id: int,
+    banned: Iterable[int] = (),
+) -> list[Generation]:
+    """The ``config.num_return`` best continuations of ``prime`` found with ``config.beam``
+    beams. All beams advance together as the rows of one step.
+
+    A hypothesis ends at ``config.length`` tokens or at a stop string (the tokens of the
+    stop string are dropped); finished ones are ranked by score / length **
+    length_penalty, where score is the sum of the model's log-probabilities (after the
+    repetition penalty, when one is set). The search ends when ``beam`` hypotheses have
+    finished, or at the length limit.
     """
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        prime = prime.to(device=device, dtype=torch.long).view(-1)
-        if prime.numel() == 0:
-            prime = torch.tensor([start_id], device=device)
-        state: State | None = None
-        if prime.numel() > 1:
-            _, state = model(prime[:-1].view(1, -1))
-        token = prime[-1:].view(1, 1).clone()  # reused every step: (N=1, T=1)
-        ban = torch.tensor(sorted(set(banned)), dtype=torch.long, device=device)
-        gen = make_generator(config.seed, device)
-        for _ in range(config.length):
-            logits, state = model(token, state)
-            logits = logits[:, -1, :]  # (1, V)
-            if ban.numel():
-                logits.index_fill_(1, ban, float("-inf"))
-            if config.greedy:
-                nxt = torch.argmax(logits, dim=-1, keepdim=True)
-            else:
-                logits = filter_logits(logits, config.temperature, config.top_k, config.top_p)
-                probs = torch.softmax(logits, dim=-1)
-                nxt = torch.multinomial(probs, 1, generator=gen)
-            token.copy_(nxt)
-            yield int(nxt)
+        return _beam(model, prime, config, token_text, start_id, banned)
     finally:
         model.train(was_training)
+
+
+def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list[Generation]:
+    t0 = time.perf_counter()
+    k = cfg.beam
+    prime, state, first = _prepare(model, prime, start_id)
+    runner = StepRunner(model)
+    runner.start(state, k)
+    device = runner.device
+    vocab = runner.dec_w.shape[1]
+    ban = torch.tensor(sorted(set(banned)), dtype=torch.long, device=device)
+    tokens = torch.full((k,), first, dtype=torch.long, device=device)
+    hyps = [_Hyp(stop=StopMatcher(cfg.stop)) for _ in range(k)]
+    alive = torch.full((k,), float("-inf"), dtype=torch.float64, device=device)
+    alive[0] = 0.0  # at the start all beams are the same: only one of them expands
+    seen = None
+    if cfg.repetition_penalty != 1.0:
+        seen = torch.zeros(k, vocab, dtype=torch.bool, device=device)
+        seen[:, prime] = True
+    blocker = NgramBlocker(cfg.no_repeat_ngram, [prime.tolist()] * k) if cfg.no_repeat_ngram else None
+    finished: list[Generation] = []
+
+    def finish(h: _Hyp, reason: str) -> None:
+        kept = _kept_tokens(h.tokens, token_text, len(h.stop.text)) if reason == "stop" else len(h.tokens)
+        score = sum(h.scores[:kept])
+        if cfg.length_penalty:
+            score /= max(kept, 1) ** cfg.length_penalty
+        finished.append(Generation(h.stop.text, h.tokens[:kept], sum(h.logps[:kept]), reason, score))
+
+    if cfg.length == 0:
+        return [Generation("", [], 0.0, "length", 0.0)]
+    for step in range(cfg.length):
+        logits = runner.step(tokens)
+        logp = torch.log_softmax(logits.double(), dim=-1)  # (K, V): the model's scores
+        adj = logp
+        if seen is not None:
+            adj = torch.log_softmax(penalize_repeats(logits, seen, cfg.repetition_penalty).double(), dim=-1)
+        if ban.numel():
+            adj = adj.index_fill(1, ban, float("-inf"))
+        if blocker is not None:
+            adj = adj.clone()
+            blocker.ban(adj)
+        cand = (alive.view(-1, 1) + adj).view(-1)  # (K * V) total scores of every extension
+        top = torch.topk(cand, min(2 * k, cand.numel()))
+        last = step == cfg.length - 1
+        timed_out = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
+        rows, next_tokens, new_hyps = [], [], []
+        for total, flat in zip(top.values.tolist(), top.indices.tolist()):
+            if total == float("-inf") or len(new_hyps) == k:
+                break
+            row, tok = divmod(flat, vocab)
+            old = hyps[row]
+            stop = StopMatcher(cfg.stop)
+            stop.text, stop.shown = old.stop.text, old.stop.shown
+            stop.feed(token_text(tok))
+            h = _Hyp(old.tokens + [tok], old.logps + [float(logp[row, tok])],
+                     old.scores + [float(adj[row, tok])], stop)
+            if stop.stopped:
+                finish(h, "stop")
+            elif last or timed_out:
+                finish(h, "length" if last else "time")
+            else:
+                rows.append(row)
+                next_tokens.append(tok)
+                new_hyps.append(h)
+        if len(finished) >= k or not new_hyps or last or timed_out:
+            break
+        pad = k - len(new_hyps)  # fewer live extensions than beams: fill with dead rows
+        index = torch.tensor(rows + [rows[0]] * pad, device=device)
+        runner.reorder(index)
+        if seen is not None:
+            seen = seen.index_select(0, index)
+            seen[torch.arange(len(next_tokens), device=device), torch.tensor(next_tokens, device=device)] = True
+        if blocker is not None:
+            blocker.reorder(index.tolist())
+            for r, t in enumerate(next_tokens):
+                blocker.push(r, t)
+        hyps = new_hyps + [_Hyp(stop=StopMatcher(cfg.stop)) for _ in range(pad)]
+        alive = torch.tensor([sum(h.scores) for h in new_hyps] + [float("-inf")] * pad, dtype=torch.float64, device=device)
+        tokens = torch.tensor(next_tokens + [first] * pad, dtype=torch.long, device=device)
+    finished.sort(key=lambda g: g.score, reverse=True)
+    return finished[: cfg.num_return]

@@ -253,3 +253,76 @@ def test_ctrl_c_saves_the_current_step_and_exits_130(tmp_path):
     ck = load_checkpoint(tmp_path / "run", latest=True)
     assert ck.step > 0 and ck.metrics["interrupted"] is True
     assert ck.build_model() is not None
+
+
+# ----------------------------------------------------------------- decoding options (issue 3)
+
+
+def test_beam_json_reports_hypotheses_with_logprobs(capsys, trained):
+    import charrnn
+
+    _, run_dir, _ = trained
+    code, out, err = run(capsys, "sample", run_dir, "-p", "the ", "-n", "12", "--beam", "4", "--num-return", "3", "--json")
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    hyps = data["samples"]
+    assert len(hyps) == 3 and [h["score"] for h in hyps] == sorted([h["score"] for h in hyps], reverse=True)
+    for key in ("text", "logprob", "tokens", "finish_reason"):
+        assert key in hyps[0]
+    assert data["tokens"] == sum(h["tokens"] for h in hyps) and data["seconds"] > 0 and data["tokens_per_sec"] > 0
+    # The reported log-probability is the model's score of the returned text.
+    lm = charrnn.load(run_dir, device="cpu")
+    scored = lm.evaluate("the " + hyps[0]["text"]).nll - lm.evaluate("the ").nll
+    assert hyps[0]["logprob"] == pytest.approx(-scored, abs=1e-3)
+    code, text_out, _ = run(capsys, "sample", run_dir, "-p", "the ", "-n", "12", "--beam", "1", "--no-echo-prime")
+    code, greedy_out, _ = run(capsys, "sample", run_dir, "-p", "the ", "-n", "12", "--greedy", "--no-echo-prime")
+    assert text_out == greedy_out
+
+
+def test_num_samples_with_separator_and_json(capsys, trained):
+    _, run_dir, _ = trained
+    code, out, _ = run(capsys, "sample", run_dir, "-p", "a", "-n", "10", "-N", "3", "--seed", "5", "--separator", "\n--\n")
+    assert code == 0
+    parts = out[:-1].split("\n--\n")
+    assert len(parts) == 3 and all(p.startswith("a") and len(p) == 11 for p in parts)
+    code, out, _ = run(capsys, "sample", run_dir, "-p", "a", "-n", "10", "-N", "3", "--seed", "5", "--json")
+    assert [s["text"] for s in json.loads(out)["samples"]] == [p[1:] for p in parts]
+    # Sample i of a batch is the single sample with seed + i.
+    code, single, _ = run(capsys, "sample", run_dir, "-p", "a", "-n", "10", "--seed", "6")
+    assert single[:-1] == parts[1]
+
+
+def test_stop_string_ends_the_output(capsys, trained):
+    _, run_dir, _ = trained
+    code, full, _ = run(capsys, "sample", run_dir, "-p", "the", "-n", "200", "--seed", "2", "--no-echo-prime")
+    assert "." in full
+    code, out, _ = run(capsys, "sample", run_dir, "-p", "the", "-n", "200", "--seed", "2", "--no-echo-prime", "--stop", ".")
+    assert out == full[: full.index(".")] + "\n"
+
+
+@pytest.mark.parametrize(
+    "opts, pattern",
+    [(["--beam", "0"], "beam"), (["--repetition-penalty", "-1"], "repetition_penalty"),
+     (["-N", "0"], "num_samples"), (["--beam", "2", "--top-k", "3"], "--top-k"),
+     (["--beam", "2", "-N", "2"], "--num-samples"), (["--num-return", "2"], "--num-return"),
+     (["--no-repeat-ngram", "-1"], "no_repeat_ngram"), (["--length-penalty", "-1"], "length_penalty")],
+)
+def test_bad_decoding_options(capsys, trained, opts, pattern):
+    _, run_dir, _ = trained
+    assert_one_line_error(*run(capsys, "sample", run_dir, *opts), pattern)
+
+
+def test_readme_python_api_example_runs(trained, tmp_path, capsys):
+    """The README's Python example, run as written against a trained run at its path."""
+    import re
+    import shutil
+
+    from conftest import ROOT
+
+    _, run_dir, _ = trained
+    shutil.copytree(run_dir, tmp_path / "checkpoints" / "tinyshakespeare")
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert len(out) > 200

@@ -206,46 +206,65 @@ class NgramBlocker:
 class StopMatcher:
     """Cuts a growing text at the first occurrence of any stop string.
 
-    ``feed`` returns the part of the text that can be shown now: text that could still be
-    the start of a stop string is held back until it cannot.
+    ``feed`` returns the part of the text that can be shown now: a tail that could still
+    be the start of a stop string is held back until it cannot. A match cannot start in
+    text already shown (that text's tail was not the start of any stop string), so only
+    the held-back tail and the new piece are searched: the work per piece is constant.
     """
 
-    def __init__(self, stops: Iterable[str]):
+    def __init__(self, stops: Iterable[str], keep: bool = True):
         self.stops = tuple(stops)
-        self.text = ""
-        self.shown = 0
+        self.keep = keep  # False: only detect the stop (the caller rebuilds the text)
+        self.parts: list[str] = []  # text shown so far, in pieces (joined now and then)
+        self.pending = ""  # held back: might be the start of a stop string
         self.stopped = False
+
+    def clone(self) -> "StopMatcher":
+        other = StopMatcher(self.stops, self.keep)
+        self._compact()
+        other.parts, other.pending, other.stopped = list(self.parts), self.pending, self.stopped
+        return other
+
+    def _compact(self) -> None:
+        if len(self.parts) > 64:
+            self.parts = ["".join(self.parts)]
+
+    def _show(self, text: str) -> str:
+        if text and self.keep:
+            self.parts.append(text)
+            self._compact()
+        return text
+
+    @property
+    def text(self) -> str:
+        """All the text so far (shown and held back), cut at a stop string if one matched."""
+        return "".join(self.parts) + self.pending
 
     def feed(self, piece: str) -> str:
         if self.stopped:
             return ""
-        self.text += piece
+        buf = self.pending + piece
         if not self.stops:
-            out, self.shown = self.text[self.shown :], len(self.text)
-            return out
-        # Search only where a new match could be: near the end of the text.
-        start = max(0, self.shown - max(len(s) for s in self.stops))
-        cut = min((i for i in (self.text.find(s, start) for s in self.stops) if i >= 0), default=-1)
+            self.pending = ""
+            return self._show(buf)
+        cut = min((i for i in (buf.find(s) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
-            self.text = self.text[:cut]
-            out, self.shown = self.text[self.shown :], len(self.text)
-            return out
+            self.pending = ""
+            return self._show(buf[:cut])
         hold = 0
         for s in self.stops:
-            for k in range(min(len(s) - 1, len(self.text)), 0, -1):
-                if self.text.endswith(s[:k]):
-                    hold = max(hold, k)
+            for k in range(min(len(s) - 1, len(buf)), hold, -1):
+                if buf.endswith(s[:k]):
+                    hold = k
                     break
-        safe = len(self.text) - hold
-        out = self.text[self.shown : safe] if safe > self.shown else ""
-        self.shown = max(self.shown, safe)
-        return out
+        self.pending = buf[len(buf) - hold :] if hold else ""
+        return self._show(buf[: len(buf) - hold])
 
     def flush(self) -> str:
         """At the end, what was held back is output after all."""
-        out, self.shown = self.text[self.shown :], len(self.text)
-        return out
+        out, self.pending = self.pending, ""
+        return self._show(out)
 
 
 @dataclass
@@ -451,14 +470,6 @@ def generate(
 # --------------------------------------------------------------------------- beam search
 
 
-@dataclass
-class _Hyp:
-    tokens: list[int] = field(default_factory=list)
-    logps: list[float] = field(default_factory=list)  # the model's log-probability per token
-    scores: list[float] = field(default_factory=list)  # ranking scores (after penalties)
-    stop: StopMatcher | None = None
-
-
 @torch.inference_mode()
 def beam_search(
     model: RNNLanguageModel,
@@ -489,6 +500,8 @@ def beam_search(
 def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list[Generation]:
     t0 = time.perf_counter()
     k = cfg.beam
+    if cfg.length == 0:
+        return [Generation("", [], 0.0, "length", 0.0)]
     prime, state, first = _prepare(model, prime, start_id)
     runner = StepRunner(model)
     runner.start(state, k)
@@ -496,9 +509,12 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
     vocab = runner.dec_w.shape[1]
     ban = torch.tensor(sorted(set(banned)), dtype=torch.long, device=device)
     tokens = torch.full((k,), first, dtype=torch.long, device=device)
-    hyps = [_Hyp(stop=StopMatcher(cfg.stop)) for _ in range(k)]
+    # Live hypotheses are rows. Each step appends (parent row, token, log-prob, score) per
+    # row to ``history``; a hypothesis's tokens are found by walking parents back.
+    history: list[list[tuple[int, int, float, float]]] = []
     alive = torch.full((k,), float("-inf"), dtype=torch.float64, device=device)
     alive[0] = 0.0  # at the start all beams are the same: only one of them expands
+    stops = [StopMatcher(cfg.stop, keep=False) for _ in range(k)] if cfg.stop else None
     seen = None
     if cfg.repetition_penalty != 1.0:
         seen = torch.zeros(k, vocab, dtype=torch.bool, device=device)
@@ -506,15 +522,27 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
     blocker = NgramBlocker(cfg.no_repeat_ngram, [prime.tolist()] * k) if cfg.no_repeat_ngram else None
     finished: list[Generation] = []
 
-    def finish(h: _Hyp, reason: str) -> None:
-        kept = _kept_tokens(h.tokens, token_text, len(h.stop.text)) if reason == "stop" else len(h.tokens)
-        score = sum(h.scores[:kept])
+    def trace(row: int, tok: int, lp: float, sc: float) -> tuple[list[int], list[float], list[float]]:
+        toks, lps, scs = [tok], [lp], [sc]
+        for step in range(len(history) - 1, -1, -1):
+            row, t, l, c = history[step][row]
+            toks.append(t)
+            lps.append(l)
+            scs.append(c)
+        return toks[::-1], lps[::-1], scs[::-1]
+
+    def finish(row: int, tok: int, lp: float, sc: float, reason: str) -> None:
+        toks, lps, scs = trace(row, tok, lp, sc)
+        text = "".join(token_text(t) for t in toks)
+        kept = len(toks)
+        if reason == "stop":
+            text = text[: min(i for i in (text.find(s) for s in cfg.stop) if i >= 0)]
+            kept = _kept_tokens(toks, token_text, len(text))
+        score = sum(scs[:kept])
         if cfg.length_penalty:
             score /= max(kept, 1) ** cfg.length_penalty
-        finished.append(Generation(h.stop.text, h.tokens[:kept], sum(h.logps[:kept]), reason, score))
+        finished.append(Generation(text, toks[:kept], sum(lps[:kept]), reason, score))
 
-    if cfg.length == 0:
-        return [Generation("", [], 0.0, "length", 0.0)]
     for step in range(cfg.length):
         logits = runner.step(tokens)
         logp = torch.log_softmax(logits.double(), dim=-1)  # (K, V): the model's scores
@@ -528,30 +556,36 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
             blocker.ban(adj)
         cand = (alive.view(-1, 1) + adj).view(-1)  # (K * V) total scores of every extension
         top = torch.topk(cand, min(2 * k, cand.numel()))
+        flat = top.indices
+        rows_t, toks_t = flat // vocab, flat % vocab
+        lp_t = logp[rows_t, toks_t].tolist()
+        sc_t = adj[rows_t, toks_t].tolist()
         last = step == cfg.length - 1
         timed_out = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
-        rows, next_tokens, new_hyps = [], [], []
-        for total, flat in zip(top.values.tolist(), top.indices.tolist()):
-            if total == float("-inf") or len(new_hyps) == k:
+        rows, next_tokens, entries, new_stops, totals = [], [], [], [], []
+        for i, (total, row, tok) in enumerate(zip(top.values.tolist(), rows_t.tolist(), toks_t.tolist())):
+            if total == float("-inf") or len(rows) == k:
                 break
-            row, tok = divmod(flat, vocab)
-            old = hyps[row]
-            stop = StopMatcher(cfg.stop)
-            stop.text, stop.shown = old.stop.text, old.stop.shown
-            stop.feed(token_text(tok))
-            h = _Hyp(old.tokens + [tok], old.logps + [float(logp[row, tok])],
-                     old.scores + [float(adj[row, tok])], stop)
-            if stop.stopped:
-                finish(h, "stop")
-            elif last or timed_out:
-                finish(h, "length" if last else "time")
-            else:
-                rows.append(row)
-                next_tokens.append(tok)
-                new_hyps.append(h)
-        if len(finished) >= k or not new_hyps or last or timed_out:
+            lp, sc = lp_t[i], sc_t[i]
+            stop = None
+            if stops is not None:
+                stop = stops[row].clone()
+                stop.feed(token_text(tok))
+                if stop.stopped:
+                    finish(row, tok, lp, sc, "stop")
+                    continue
+            if last or timed_out:
+                finish(row, tok, lp, sc, "length" if last else "time")
+                continue
+            rows.append(row)
+            next_tokens.append(tok)
+            entries.append((row, tok, lp, sc))
+            new_stops.append(stop)
+            totals.append(total)
+        if len(finished) >= k or not rows or last or timed_out:
             break
-        pad = k - len(new_hyps)  # fewer live extensions than beams: fill with dead rows
+        pad = k - len(rows)  # fewer live extensions than beams: fill with dead rows
+        history.append(entries + [entries[0]] * pad)
         index = torch.tensor(rows + [rows[0]] * pad, device=device)
         runner.reorder(index)
         if seen is not None:
@@ -561,8 +595,9 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
             blocker.reorder(index.tolist())
             for r, t in enumerate(next_tokens):
                 blocker.push(r, t)
-        hyps = new_hyps + [_Hyp(stop=StopMatcher(cfg.stop)) for _ in range(pad)]
-        alive = torch.tensor([sum(h.scores) for h in new_hyps] + [float("-inf")] * pad, dtype=torch.float64, device=device)
+        if stops is not None:
+            stops = new_stops + [new_stops[0].clone() for _ in range(pad)]
+        alive = torch.tensor(totals + [float("-inf")] * pad, dtype=torch.float64, device=device)
         tokens = torch.tensor(next_tokens + [first] * pad, dtype=torch.long, device=device)
     finished.sort(key=lambda g: g.score, reverse=True)
     return finished[: cfg.num_return]

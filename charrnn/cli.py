@@ -239,7 +239,7 @@ def sample(
         given = [name for name, value in (("--temperature", temperature), ("--top-k", top_k), ("--top-p", top_p),
                                           ("--min-p", min_p), ("--greedy", greedy or None)) if value is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} shape sampling and do not apply to --beam")
+            raise ConfigError(f"sampling options do not apply to --beam: {', '.join(given)}")
         if num_samples != 1:
             raise ConfigError("--num-samples does not apply to --beam (use --num-return)")
     elif num_return != 1:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Generator, Iterable, Iterator
 
 import torch
@@ -314,6 +314,42 @@ def _prepare(model: RNNLanguageModel, prime: torch.Tensor, start_id: int) -> tup
     return prime, state, int(prime[-1])
 
 
+@dataclass
+class _Setup:
+    """What sampling and beam search both start from, for ``rows`` rows."""
+
+    prime: torch.Tensor
+    runner: StepRunner
+    first: int  # the token fed at the first step
+    tokens: torch.Tensor  # (rows,) the tokens fed at the next step
+    ban: torch.Tensor  # ids never produced
+    seen: torch.Tensor | None  # (rows, V) tokens in prime or output, for the repetition penalty
+    blocker: NgramBlocker | None
+
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    @property
+    def vocab(self) -> int:
+        return self.runner.dec_w.shape[1]
+
+
+def _setup(model: RNNLanguageModel, prime: torch.Tensor, cfg: SampleConfig, start_id: int, banned: Iterable[int],
+           rows: int) -> _Setup:
+    prime, state, first = _prepare(model, prime, start_id)
+    runner = StepRunner(model)
+    runner.start(state, rows)
+    dev = runner.device
+    seen = None
+    if cfg.repetition_penalty != 1.0:
+        seen = torch.zeros(rows, runner.dec_w.shape[1], dtype=torch.bool, device=dev)
+        seen[:, prime] = True
+    blocker = NgramBlocker(cfg.no_repeat_ngram, [prime.tolist()] * rows) if cfg.no_repeat_ngram else None
+    return _Setup(prime, runner, first, torch.full((rows,), first, dtype=torch.long, device=dev),
+                  torch.tensor(sorted(set(banned)), dtype=torch.long, device=dev), seen, blocker)
+
+
 # --------------------------------------------------------------------------- sampling
 
 
@@ -364,18 +400,8 @@ def iter_sample(
 def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
     t0 = time.perf_counter()
     n = cfg.num_samples
-    prime, state, first = _prepare(model, prime, start_id)
-    runner = StepRunner(model)
-    runner.start(state, n)
-    device = runner.device
-    vocab = runner.dec_w.shape[1]
-    ban = torch.tensor(sorted(set(banned)), dtype=torch.long, device=device)
-    tokens = torch.full((n,), first, dtype=torch.long, device=device)
-    seen = None
-    if cfg.repetition_penalty != 1.0:
-        seen = torch.zeros(n, vocab, dtype=torch.bool, device=device)
-        seen[:, prime] = True
-    blocker = NgramBlocker(cfg.no_repeat_ngram, [prime.tolist()] * n) if cfg.no_repeat_ngram else None
+    st = _setup(model, prime, cfg, start_id, banned, n)
+    runner, device, vocab, ban, tokens, seen, blocker = st.runner, st.device, st.vocab, st.ban, st.tokens, st.seen, st.blocker
     gens = [make_generator(None if cfg.seed is None else cfg.seed + i, device) for i in range(n)]
     chunk = max(1, min(cfg.length, 1024))
     uniforms = torch.empty(n, 0, device=device)
@@ -502,24 +528,15 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
     k = cfg.beam
     if cfg.length == 0:
         return [Generation("", [], 0.0, "length", 0.0)]
-    prime, state, first = _prepare(model, prime, start_id)
-    runner = StepRunner(model)
-    runner.start(state, k)
-    device = runner.device
-    vocab = runner.dec_w.shape[1]
-    ban = torch.tensor(sorted(set(banned)), dtype=torch.long, device=device)
-    tokens = torch.full((k,), first, dtype=torch.long, device=device)
+    st = _setup(model, prime, cfg, start_id, banned, k)
+    runner, device, vocab, ban, tokens, seen, blocker = st.runner, st.device, st.vocab, st.ban, st.tokens, st.seen, st.blocker
+    first = st.first
     # Live hypotheses are rows. Each step appends (parent row, token, log-prob, score) per
     # row to ``history``; a hypothesis's tokens are found by walking parents back.
     history: list[list[tuple[int, int, float, float]]] = []
     alive = torch.full((k,), float("-inf"), dtype=torch.float64, device=device)
     alive[0] = 0.0  # at the start all beams are the same: only one of them expands
     stops = [StopMatcher(cfg.stop, keep=False) for _ in range(k)] if cfg.stop else None
-    seen = None
-    if cfg.repetition_penalty != 1.0:
-        seen = torch.zeros(k, vocab, dtype=torch.bool, device=device)
-        seen[:, prime] = True
-    blocker = NgramBlocker(cfg.no_repeat_ngram, [prime.tolist()] * k) if cfg.no_repeat_ngram else None
     finished: list[Generation] = []
 
     def trace(row: int, tok: int, lp: float, sc: float) -> tuple[list[int], list[float], list[float]]:

@@ -1,7 +1,6 @@
 """Beam search, batched sampling and the generation controls of issue 3."""
 
 import itertools
-import math
 
 import pytest
 import torch

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Generator, Iterable, Iterator
 
@@ -406,7 +407,12 @@ def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
     chunk = max(1, min(cfg.length, 1024))
     uniforms = torch.empty(n, 0, device=device)
     out_tokens: list[list[int]] = [[] for _ in range(n)]
-    logps = torch.zeros(n, cfg.length, dtype=torch.float64, device=device)
+    # The log-probability of a row is a running sum; the last few terms are kept apart so
+    # that tokens cut off by a stop string can be taken out again. Memory stays constant
+    # however long the output.
+    logp_sum = [0.0] * n
+    recent_size = 4 * max((len(x) for x in cfg.stop), default=0) + 16
+    recent: list[deque[float]] = [deque(maxlen=recent_size) for _ in range(n)]
     stops = [StopMatcher(cfg.stop) for _ in range(n)]
     done = [False] * n
     reasons = ["length"] * n
@@ -451,7 +457,7 @@ def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
             bad = probs.gather(1, nxt.view(-1, 1)).view(-1) <= 0
             if bool(bad.any()):
                 nxt = torch.where(bad, torch.argmax(probs, dim=-1), nxt)
-        logps[:, step] = logp_all.gather(1, nxt.view(-1, 1)).view(-1).double()
+        step_logps = logp_all.gather(1, nxt.view(-1, 1)).view(-1).tolist()
         tokens = nxt
         if seen is not None:
             seen[rows, nxt] = True
@@ -460,6 +466,8 @@ def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
             if done[r]:
                 continue
             out_tokens[r].append(t)
+            logp_sum[r] += step_logps[r]
+            recent[r].append(step_logps[r])
             if blocker is not None:
                 blocker.push(r, t)
             piece = stops[r].feed(token_text(t))
@@ -476,7 +484,11 @@ def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
             yield r, rest
         text = stops[r].text
         kept = _kept_tokens(out_tokens[r], token_text, len(text))
-        results.append(Generation(text, out_tokens[r][:kept], float(logps[r, :kept].sum()), reasons[r]))
+        dropped = len(out_tokens[r]) - kept
+        if dropped > len(recent[r]):  # cannot happen while tokens are at least one character
+            raise RuntimeError("stop string cut more tokens than were kept apart")
+        logprob = logp_sum[r] - sum(list(recent[r])[len(recent[r]) - dropped :]) if dropped else logp_sum[r]
+        results.append(Generation(text, out_tokens[r][:kept], logprob, reasons[r]))
     return results
 
 

@@ -14,7 +14,7 @@ import os
 from typing import Any, Iterator
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import SampleConfig, to_dict
+from .config import SampleConfig
 from .evaluation import EvalResult, evaluate
 from .errors import ConfigError
 from .generation import Generation, beam_search, iter_sample, sample
@@ -82,17 +82,8 @@ class LanguageModel:
         return evaluate(self.model, ids, unk_id=self.tokenizer.unk_id, streams=streams, dtype=dtype)
 
     def info(self) -> dict[str, Any]:
-        ck = self.checkpoint
-        return {
-            "checkpoint": str(ck.path),
-            "step": ck.step,
-            "params": self.model.num_parameters(),
-            "tokenizer": ck.tokenizer.kind,
-            "vocab_size": ck.tokenizer.vocab_size,
-            "model_config": to_dict(ck.model_config),
-            "train_config": to_dict(ck.train_config),
-            "metrics": ck.metrics,
-        }
+        """Configs, parameter count, step and training metrics of the checkpoint."""
+        return self.checkpoint.summary()
 
 
 def load(path: str | os.PathLike, device: str = "auto", latest: bool = False) -> LanguageModel:

@@ -50,6 +50,25 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def params(self) -> int:
+        """Parameter count (a tied output matrix counted once), without building the model."""
+        tied = self.model_config.tie_weights
+        return sum(v.numel() for k, v in self.weights.items() if not (tied and k == "decoder.weight"))
+
+    def summary(self) -> dict[str, Any]:
+        """What ``charrnn info`` shows: configs, size, step and metrics."""
+        return {
+            "checkpoint": str(self.path),
+            "step": self.step,
+            "params": self.params,
+            "tokenizer": self.tokenizer.kind,
+            "vocab_size": self.tokenizer.vocab_size,
+            "model_config": to_dict(self.model_config),
+            "train_config": to_dict(self.train_config),
+            "metrics": self.metrics,
+        }
+
     def build_model(self, device: torch.device | str = "cpu") -> RNNLanguageModel:
         model = RNNLanguageModel(self.model_config)
         try:

@@ -333,15 +333,11 @@ def perplexity(
 def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt = False) -> None:
     """Model and training configuration, size and results of a checkpoint."""
     from .checkpoint import load_checkpoint
-    from .config import to_dict
 
     ck = load_checkpoint(checkpoint, latest=latest)
-    params = sum(v.numel() for k, v in ck.weights.items() if not (ck.model_config.tie_weights and k == "decoder.weight"))
-    data = {"checkpoint": str(ck.path), "step": ck.step, "params": params, "tokenizer": ck.tokenizer.kind,
-            "vocab_size": ck.tokenizer.vocab_size, "model_config": to_dict(ck.model_config),
-            "train_config": to_dict(ck.train_config), "metrics": ck.metrics}
+    params = ck.params
     if json_out:
-        _print_json(data)
+        _print_json(ck.summary())
         return
     m, mt = ck.model_config, ck.metrics
     console = Console(soft_wrap=True)

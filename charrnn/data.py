@@ -134,10 +134,6 @@ class StreamBatches:
     def windows_per_epoch(self) -> int:
         return math.ceil((self.data.shape[1] - 1) / self.bptt)
 
-    @property
-    def tokens_per_epoch(self) -> int:
-        return self.batch_size * (self.data.shape[1] - 1)
-
     def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Window ``index`` of an epoch: x is (N, T) and y is x shifted one step left."""
         t = index * self.bptt

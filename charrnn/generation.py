@@ -19,7 +19,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Generator, Iterable, Iterator
+from typing import Callable, Generator, Iterable
 
 import torch
 
@@ -490,19 +490,6 @@ def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
         logprob = logp_sum[r] - sum(list(recent[r])[len(recent[r]) - dropped :]) if dropped else logp_sum[r]
         results.append(Generation(text, out_tokens[r][:kept], logprob, reasons[r]))
     return results
-
-
-def generate(
-    model: RNNLanguageModel,
-    prime: torch.Tensor,
-    config: SampleConfig,
-    *,
-    start_id: int,
-    banned: Iterable[int] = (),
-) -> Iterator[int]:
-    """The ids of one sample (row 0), for callers that want ids rather than text."""
-    res = sample(model, prime, config, token_text=lambda t: "\0", start_id=start_id, banned=banned)
-    yield from res[0].tokens
 
 
 # --------------------------------------------------------------------------- beam search

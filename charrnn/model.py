@@ -6,7 +6,7 @@
 Dropout is applied between recurrent layers (inside torch's module) and before the output
 layer. With ``tie_weights`` the output layer shares the embedding matrix (E == H).
 The recurrent state is a tensor (L, N, H) for GRU/RNN and a pair of them for LSTM; callers
-treat it as opaque and use ``detach_state`` / ``select_state``.
+treat it as opaque and use ``detach_state``.
 """
 
 from __future__ import annotations
@@ -66,18 +66,3 @@ def detach_state(state: State | None) -> State | None:
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)  # type: ignore[return-value]
     return state.detach()
-
-
-def select_state(state: State, index: torch.Tensor) -> State:
-    """Reorder/select batch rows of a state (dimension 1 of each (L, N, H) tensor)."""
-    if isinstance(state, tuple):
-        return tuple(s.index_select(1, index) for s in state)  # type: ignore[return-value]
-    return state.index_select(1, index)
-
-
-def state_to(state: State | None, device: torch.device) -> State | None:
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.to(device) for s in state)  # type: ignore[return-value]
-    return state.to(device)

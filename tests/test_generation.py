@@ -3,7 +3,7 @@ import torch
 
 from charrnn.config import SampleConfig
 from charrnn.errors import ConfigError
-from charrnn.generation import filter_logits, generate
+from charrnn.generation import filter_logits, sample
 from charrnn.model import RNNLanguageModel
 from conftest import CELLS, tiny_model_config
 
@@ -28,7 +28,7 @@ def _argmax_loop(model, prime, n):
 
 
 def _gen(model, cfg, prime=(1, 2, 3), banned=()):
-    return list(generate(model, torch.tensor(prime), cfg, start_id=1, banned=banned))
+    return sample(model, torch.tensor(prime), cfg, token_text=chr, start_id=1, banned=banned)[0].tokens
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -54,7 +54,8 @@ def test_same_seed_same_text_other_seed_other_text():
 def test_empty_prime_starts_from_start_id():
     m = _model("rnn", 3)
     cfg = SampleConfig(length=10, greedy=True)
-    assert list(generate(m, torch.tensor([], dtype=torch.long), cfg, start_id=4)) == _argmax_loop(m, torch.tensor([4]), 10)
+    out = sample(m, torch.tensor([], dtype=torch.long), cfg, token_text=chr, start_id=4)[0].tokens
+    assert out == _argmax_loop(m, torch.tensor([4]), 10)
 
 
 def test_banned_ids_are_never_generated():

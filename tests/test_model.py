@@ -4,7 +4,7 @@ from torch import nn
 
 from charrnn.config import ModelConfig
 from charrnn.errors import ConfigError
-from charrnn.model import RNNLanguageModel, detach_state, select_state
+from charrnn.model import RNNLanguageModel, detach_state
 from conftest import CELLS, tiny_model_config
 
 
@@ -75,13 +75,6 @@ def test_detached_state_cuts_the_graph(cell):
     detached = detach_state(state)
     for s in detached if isinstance(detached, tuple) else (detached,):
         assert not s.requires_grad and s.grad_fn is None
-
-
-def test_select_state_reorders_batch_rows():
-    model = RNNLanguageModel(tiny_model_config("lstm"))
-    _, (h, c) = model(torch.randint(0, 7, (3, 2)))
-    h2, c2 = select_state((h, c), torch.tensor([2, 0]))
-    assert torch.equal(h2[:, 0], h[:, 2]) and torch.equal(c2[:, 1], c[:, 0])
 
 
 def test_cell_types_and_sizes_come_from_the_config():

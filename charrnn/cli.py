@@ -19,6 +19,7 @@ _command_start: float | None = None
 
 import json
 import os
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -177,14 +178,28 @@ def train(
     from .progress import TrainingDisplay
 
     display = TrainingDisplay(err, enabled=not quiet)
+    terminated = []
+
+    def on_sigterm(signum, frame):  # a scheduler's kill: stop like Ctrl-C, saving the step
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with display:
             result = run_training(train_text, val_text, model_cfg, train_cfg, run_dir, on_event=display.handle, start_time=t0)
+    except TrainingInterrupted as e:
+        if terminated:
+            e.exit_code = 143
+            e.args = (str(e).replace("interrupted", "terminated (SIGTERM)", 1),)
+        raise
     except CorpusTooSmallError as e:
         raise CharrnnError(
             f"the {e.split} text has {e.tokens:,} tokens, too few for {_FLAG_OF['batch_size']} {e.batch_size} "
             f"and {_FLAG_OF['bptt']} {e.bptt} (needs {e.needed:,}): lower them or give a larger corpus"
         ) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if json_out:
         _print_json(result.summary)
 

@@ -227,7 +227,8 @@ def test_errors_through_a_real_process_have_no_traceback(tmp_path):
     assert proc.stderr.decode().count("\n") == 1 and b"Traceback" not in proc.stderr
 
 
-def test_ctrl_c_saves_the_current_step_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_and_sigterm_save_the_current_step(tmp_path, sig, code, word):
     import signal
     import time as _time
 
@@ -245,11 +246,11 @@ def test_ctrl_c_saves_the_current_step_and_exits_130(tmp_path):
     while _time.time() < deadline and (not metrics.exists() or metrics.stat().st_size == 0):
         _time.sleep(0.1)
     _time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     text = err.decode()
-    assert "interrupted at step" in text and "Traceback" not in text and out == b""
+    assert f"{word}" in text and "at step" in text and "Traceback" not in text and out == b""
     ck = load_checkpoint(tmp_path / "run", latest=True)
     assert ck.step > 0 and ck.metrics["interrupted"] is True
     assert ck.build_model() is not None

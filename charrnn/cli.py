@@ -6,6 +6,7 @@ tables, or JSON with ``--json``). Every ``CharrnnError`` and usage error ends as
 on stderr and a non-zero exit code:
 
     0 success   1 bad input, file or checkpoint   2 bad option or usage   130 interrupted
+    143 terminated (SIGTERM during training)
 """
 
 from __future__ import annotations

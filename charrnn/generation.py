@@ -434,12 +434,13 @@ def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
             scores = scores.clone() if scores is logits else scores
             blocker.ban(scores)
             # A row whose every continuation is banned has nowhere to go: it ends.
-            for r in torch.isneginf(scores).all(dim=-1).nonzero().view(-1).tolist():
+            stuck = torch.isneginf(scores).all(dim=-1)
+            for r in stuck.nonzero().view(-1).tolist():
                 if not done[r]:
                     done[r], reasons[r] = True, "blocked"
             if all(done):
                 break
-            scores[torch.isneginf(scores).all(dim=-1)] = 0.0  # keep finished rows computable
+            scores[stuck] = 0.0  # keep finished rows computable
         if cfg.greedy:
             nxt = torch.argmax(scores, dim=-1)
         else:

@@ -3,14 +3,23 @@
 A checkpoint is one safetensors file. Its tensors are the model weights (``model.*``) and
 any tokenizer tensors (``tokenizer.*``); its string metadata holds the format name and
 version, the model and training configs, the tokenizer, the step and the metrics, all as
-JSON. Loading parses JSON and raw tensors only, so it cannot run code from the file.
-Files are written atomically: a temporary file in the same directory, fsync, rename.
+JSON. A checkpoint that can be resumed also holds the training state: tensors under
+``resume.*`` (optimizer moments, RNG states, carried hidden state) and JSON under the
+``resume`` metadata key (step, data position, best score, divergence counters). Loading
+parses JSON and raw tensors only, so it cannot run code from the file. Files are written
+atomically: a temporary file in the same directory, fsync, rename.
 
 A run directory (what ``train --out`` writes) holds::
 
-    best.safetensors     the checkpoint with the lowest validation loss so far
-    latest.safetensors   the checkpoint at the last evaluation
+    best.safetensors     the weights with the lowest validation loss so far
+    latest.safetensors   weights and full training state at the last save (resumable)
     metrics.jsonl        one JSON object per progress report and evaluation
+
+Both checkpoints exist from step 0 on, and each is replaced only by a complete file, so a
+run directory can be loaded and resumed whenever the process dies. metrics.jsonl is
+append-only: each record is one write() of one line (a process killed mid-write leaves at
+most a partial last line, which ``read_metrics`` skips); resuming rewrites it, atomically,
+without the records after the resumed step.
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ class Checkpoint:
     step: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    resume: dict[str, Any] | None = None  # training state, when loaded with resume=True
+    resume_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def params(self) -> int:
@@ -118,7 +129,9 @@ def save_checkpoint(
     tokenizer: Tokenizer,
     step: int = 0,
     metrics: dict[str, Any] | None = None,
+    resume: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None,
 ) -> None:
+    """Write a checkpoint atomically; ``resume`` is the training state (JSON, tensors)."""
     # Plain, contiguous CPU copies: loads on any device, and tied weights become two
     # ordinary tensors (safetensors refuses shared storage).
     tensors = {f"model.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
@@ -135,6 +148,10 @@ def save_checkpoint(
         "step": str(step),
         "metrics": json.dumps(metrics or {}),
     }
+    if resume is not None:
+        meta, extra = resume
+        metadata["resume"] = json.dumps(meta)
+        tensors.update({f"resume.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in extra.items()})
     try:
         atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
     except OSError as e:
@@ -155,14 +172,19 @@ def resolve_checkpoint(path: str | os.PathLike, latest: bool = False) -> Path:
     return p
 
 
-def load_checkpoint(path: str | os.PathLike, latest: bool = False) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool = False) -> Checkpoint:
+    """Load a checkpoint file or a run directory's best (or latest) checkpoint.
+
+    With ``resume``, also the training state; a checkpoint without one is an error.
+    """
     p = resolve_checkpoint(path, latest)
+    wanted = ("model.", "tokenizer.", "resume.") if resume else ("model.", "tokenizer.")
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             if metadata.get("format") != FORMAT:
                 raise CheckpointError(f"{p}: a safetensors file, but not a charrnn checkpoint")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(wanted)}
     except CharrnnError:
         raise
     except IsADirectoryError:
@@ -189,33 +211,73 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False) -> Checkpoint
         tokenizer = tokenizer_from_state(tok_meta, tok_tensors)
         step = int(metadata.get("step", "0"))
         metrics = json.loads(metadata.get("metrics", "{}"))
+        resume_meta = json.loads(metadata["resume"]) if resume and "resume" in metadata else None
     except CharrnnError as e:
         raise CheckpointError(f"{p}: {e}") from None
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{p}: checkpoint metadata is damaged ({type(e).__name__}: {e})") from None
+    if resume and not isinstance(resume_meta, dict):
+        raise CheckpointError(f"{p}: holds weights only, no training state to resume from")
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    return Checkpoint(model_config, train_config, tokenizer, weights, step, metrics, p)
+    resume_tensors = {k[len("resume."):]: v for k, v in tensors.items() if k.startswith("resume.")}
+    return Checkpoint(model_config, train_config, tokenizer, weights, step, metrics, p, resume_meta, resume_tensors)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file, skipping a partial line left by a crash."""
+    records = []
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
 
 
 class RunDirectory:
-    """Where a training run keeps its checkpoints and metrics log."""
+    """Where a training run keeps its checkpoints and metrics log.
 
-    def __init__(self, path: str | os.PathLike, overwrite: bool = False):
+    A new run refuses a directory that holds one unless ``overwrite``; ``resume`` opens
+    an existing run instead (its latest checkpoint must exist) and keeps its log.
+    """
+
+    def __init__(self, path: str | os.PathLike, overwrite: bool = False, resume: bool = False):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise CheckpointError(f"{self.path}: exists and is not a directory")
         existing = [n for n in (BEST, LATEST) if (self.path / n).exists()]
-        if existing and not overwrite:
+        if resume:
+            if not (self.path / LATEST).is_file():
+                raise CheckpointError(f"{self.path}: no training run to resume here (no {LATEST})")
+        elif existing and not overwrite:
             raise RunExistsError(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / METRICS
-            with open(probe, "w", encoding="utf-8"):
-                pass  # start a fresh log (and fail early if the directory is not writable)
+            with open(probe, "a" if resume else "w", encoding="utf-8"):
+                pass  # a new run starts a fresh log (and this fails early if the directory is not writable)
         except OSError as e:
             raise CheckpointError(f"{self.path}: cannot write there ({e.strerror or e})") from None
-        for n in existing:
-            (self.path / n).unlink()
+        self._remove_stale_temporaries()
+        if not resume:
+            for n in existing:
+                (self.path / n).unlink()
+
+    def _remove_stale_temporaries(self) -> None:
+        # A process killed while writing leaves its temporary file behind (see atomic_write).
+        for name in (BEST, LATEST, METRICS):
+            for tmp in self.path.glob(f".{name}.*.tmp"):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
 
     @property
     def best(self) -> Path:
@@ -225,14 +287,37 @@ class RunDirectory:
     def latest(self) -> Path:
         return self.path / LATEST
 
-    def log(self, record: dict[str, Any]) -> None:
-        try:
-            with open(self.path / METRICS, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as e:
-            raise CheckpointError(f"cannot write {self.path / METRICS}: {e.strerror or e}") from None
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
 
-    def save(self, which: str, model, train_config, tokenizer, step, metrics) -> Path:
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record as one line with a single write() call."""
+        data = (json.dumps(record) + "\n").encode("utf-8")
+        try:
+            fd = os.open(self.metrics, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise CheckpointError(f"cannot write {self.metrics}: {e.strerror or e}") from None
+
+    def truncate_log(self, step: int) -> None:
+        """Keep the records up to ``step`` (a resumed run replays what came after)."""
+        keep = [r for r in read_metrics(self.metrics) if not isinstance(r.get("step"), int) or r["step"] <= step]
+        text = "".join(json.dumps(r) + "\n" for r in keep)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+
+        try:
+            atomic_write(self.metrics, write)
+        except OSError as e:
+            raise CheckpointError(f"cannot write {self.metrics}: {e.strerror or e}") from None
+
+    def save(self, which: str, model, train_config, tokenizer, step, metrics, resume=None) -> Path:
         path = self.best if which == "best" else self.latest
-        save_checkpoint(path, model, train_config, tokenizer, step, metrics)
+        save_checkpoint(path, model, train_config, tokenizer, step, metrics, resume)
         return path

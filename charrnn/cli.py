@@ -5,8 +5,8 @@ renders progress with rich on stderr. stdout carries only the product (generated
 tables, or JSON with ``--json``). Every ``CharrnnError`` and usage error ends as one line
 on stderr and a non-zero exit code:
 
-    0 success   1 bad input, file or checkpoint   2 bad option or usage   130 interrupted
-    143 terminated (SIGTERM during training)
+    0 success   1 bad input, file or checkpoint, or training diverged   2 bad option or usage
+    130 interrupted (Ctrl-C)   143 terminated (SIGTERM)
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 _import_time: float | None = time.perf_counter()
 _command_start: float | None = None
 
+import dataclasses
 import json
 import os
-import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -36,14 +36,17 @@ from .errors import (
     ConfigError,
     CorpusTooSmallError,
     InvalidUtf8Error,
+    ResumeMismatchError,
     RunExistsError,
     TrainingInterrupted,
 )
 
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click import exceptions as click_exc
+    from typer._click.core import ParameterSource
 except ImportError:  # older typer runs on click itself
     from click import exceptions as click_exc  # type: ignore[no-redef]
+    from click.core import ParameterSource  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="charrnn",
@@ -113,10 +116,27 @@ def _print_json(obj: Any) -> None:
 # --------------------------------------------------------------------------- train
 
 _FLAG_OF = {"batch_size": "--batch-size", "bptt": "--bptt"}
+_MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "tie_weights")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _explicit(ctx: typer.Context, names) -> dict[str, Any]:
+    """The options among ``names`` that the user set (on the command line or environment)."""
+    given = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            value = ctx.params[name]
+            given[name] = value.value if isinstance(value, Enum) else value
+    return given
 
 
 @app.command(no_args_is_help=True)
 def train(
+    ctx: typer.Context,
     corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare.", show_default=False)],
     cell: Annotated[Cell, typer.Option(help="Recurrent cell.", rich_help_panel="Model")] = Cell(_M.cell),
     layers: Annotated[int, typer.Option(min=1, max=64, help="Stacked recurrent layers.", rich_help_panel="Model")] = _M.layers,
@@ -132,6 +152,9 @@ def train(
     weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay on weight matrices.", rich_help_panel="Optimisation")] = _T.weight_decay,
     grad_clip: Annotated[float, typer.Option(min=0.0, help="Clip the global gradient norm to this.", rich_help_panel="Optimisation")] = _T.grad_clip,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and dropout.", rich_help_panel="Optimisation")] = _T.seed,
+    rollback_after: Annotated[int, typer.Option(min=1, help="Steps with a non-finite loss or gradient are skipped; after this many in a row, go back to the last checkpoint and lower the learning rate.", rich_help_panel="Divergence")] = _T.rollback_after,
+    max_rollbacks: Annotated[int, typer.Option(min=0, help="Stop with an error after this many rollbacks.", rich_help_panel="Divergence")] = _T.max_rollbacks,
+    rollback_lr_factor: Annotated[float, typer.Option(min=0.0, max=1.0, help="Multiply the learning rate by this at each rollback.", rich_help_panel="Divergence")] = _T.rollback_lr_factor,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many steps.", rich_help_panel="Stopping")] = _T.max_steps,
     epochs: Annotated[Optional[float], typer.Option(min=0.0, help=f"Stop after this many passes over the training text ({DEFAULT_EPOCHS:g} when no limit is given).", rich_help_panel="Stopping")] = _T.epochs,
     time_budget: Annotated[Optional[float], typer.Option(min=0.0, help="Stop within this many seconds, final evaluation and save included; the learning rate decays over it.", rich_help_panel="Stopping")] = _T.time_budget,
@@ -143,69 +166,77 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice).", rich_help_panel="Hardware")] = _T.threads,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for checkpoints and metrics [default: checkpoints/<corpus name>].", rich_help_panel="Output")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the output directory.", rich_help_panel="Output")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint, exactly where it stopped. Only the limits (--max-steps, --epochs, --time-budget, counted over the whole run), --eval-interval, --log-interval, hardware and divergence options may change.", rich_help_panel="Output")] = False,
     eval_interval: Annotated[int, typer.Option(min=1, help="Steps between validations (and checkpoint saves).", rich_help_panel="Output")] = _T.eval_interval,
     log_interval: Annotated[int, typer.Option(min=1, help="Steps between progress updates.", rich_help_panel="Output")] = _T.log_interval,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="Output")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a language model on CORPUS and save it in a run directory."""
-    from .checkpoint import RunDirectory
+    from .checkpoint import RunDirectory, load_checkpoint
+    from .config import check_model_matches, resume_train_config
     from .corpora import resolve_corpus
     from .data import read_corpus, read_text, split_text
     from .training import train as run_training
 
     t0 = _command_start if _command_start is not None else time.perf_counter()
-    model_cfg = ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size, embedding_dim=embedding_dim,
-                            dropout=dropout, tie_weights=tie_weights)
-    train_cfg = TrainConfig(batch_size=batch_size, bptt=bptt, lr=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps,
-                            weight_decay=weight_decay, grad_clip=grad_clip, max_steps=max_steps, epochs=epochs,
-                            time_budget=time_budget, eval_interval=eval_interval, log_interval=log_interval,
-                            val_fraction=val_fraction, seed=seed, device=device.value, precision=precision.value,
-                            threads=threads)
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    if out is None:
+        stem = "stdin" if corpus[0] == "-" else Path(corpus[0]).stem or "corpus"
+        out = Path("checkpoints") / stem
+    given_train = _explicit(ctx, [f.name for f in dataclasses.fields(TrainConfig)])
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(RunDirectory(out, resume=True).latest, resume=True)
+        try:
+            check_model_matches(checkpoint.model_config, _explicit(ctx, _MODEL_FIELDS))
+            train_cfg = resume_train_config(checkpoint.train_config, given_train)
+        except ResumeMismatchError as e:
+            parts = ", ".join(f"{_flag(n)} {_show(v)} (the run has {_show(old)})" for n, old, v in e.fields)
+            raise ConfigError(f"cannot resume {out} with different settings: {parts}; only the limits, "
+                              f"intervals, hardware and divergence options may change") from None
+        model_cfg = checkpoint.model_config
+    else:
+        model_cfg = ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size, embedding_dim=embedding_dim,
+                                dropout=dropout, tie_weights=tie_weights)
+        train_cfg = TrainConfig(**{**dataclasses.asdict(_T), **given_train})
+    val_fraction = train_cfg.val_fraction
     sources = [resolve_corpus(c) for c in corpus]
     text = read_corpus(sources, replace_errors=replace_invalid)
     if val_file is not None:
         train_text, val_text = text, read_text(resolve_corpus(val_file), replace_errors=replace_invalid)
     else:
         train_text, val_text = split_text(text, val_fraction)
-    if out is None:
-        stem = "stdin" if corpus[0] == "-" else Path(corpus[0]).stem or "corpus"
-        out = Path("checkpoints") / stem
     try:
-        run_dir = RunDirectory(out, overwrite=overwrite)
+        run_dir = RunDirectory(out, overwrite=overwrite, resume=resume)
     except RunExistsError as e:
-        raise CharrnnError(f"{e.path} already holds a training run: pass --overwrite to replace it, or --out DIR") from None
+        raise CharrnnError(f"{e.path} already holds a training run: pass --resume to continue it, --overwrite "
+                           f"to replace it, or --out DIR") from None
 
     from .progress import TrainingDisplay
 
     display = TrainingDisplay(err, enabled=not quiet)
-    terminated = []
-
-    def on_sigterm(signum, frame):  # a scheduler's kill: stop like Ctrl-C, saving the step
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
+        # SIGINT and SIGTERM during the loop stop it at the end of the step with a save
+        # (see training.py); a second one stops at once.
         with display:
-            result = run_training(train_text, val_text, model_cfg, train_cfg, run_dir, on_event=display.handle, start_time=t0)
-    except TrainingInterrupted as e:
-        if terminated:
-            e.exit_code = 143
-            e.args = (str(e).replace("interrupted", "terminated (SIGTERM)", 1),)
-        raise
+            result = run_training(train_text, val_text, model_cfg, train_cfg, run_dir, on_event=display.handle,
+                                  start_time=t0, resume=checkpoint)
     except CorpusTooSmallError as e:
         raise CharrnnError(
             f"the {e.split} text has {e.tokens:,} tokens, too few for {_FLAG_OF['batch_size']} {e.batch_size} "
             f"and {_FLAG_OF['bptt']} {e.bptt} (needs {e.needed:,}): lower them or give a larger corpus"
         ) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if json_out:
         _print_json(result.summary)
 
 
 # --------------------------------------------------------------------------- sample
+
+def _show(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
 
 def _read_prime(prime: str | None, prime_file: str | None, replace_invalid: bool) -> str:
     from .data import read_text
@@ -409,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except TrainingInterrupted as e:
-        _fail(str(e), e.exit_code, prefix="")
+        _fail(str(e) + ("; continue with --resume" if e.saved and not e.forced else ""), e.exit_code, prefix="")
     except InvalidUtf8Error as e:
         _fail(f"{e} (--replace-invalid does that)", e.exit_code)
     except CharrnnError as e:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, ResumeMismatchError
 
 CELLS = ("lstm", "gru", "rnn")
 DEVICES = ("auto", "cpu", "cuda")
@@ -79,6 +79,13 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None  # CPU threads for torch; None keeps torch's default
+    # Divergence policy: a step whose loss or gradient is not finite is skipped (it never
+    # reaches the weights); after ``rollback_after`` such steps in a row the weights and
+    # optimizer state go back to the last checkpoint and the learning rate is multiplied by
+    # ``rollback_lr_factor``; the run stops with an error after ``max_rollbacks`` rollbacks.
+    rollback_after: int = 8
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
 
     def __post_init__(self) -> None:
         _check(1 <= self.batch_size <= 1_000_000, f"batch_size must be >= 1, not {self.batch_size}")
@@ -103,6 +110,12 @@ class TrainConfig:
             f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",
         )
         _check(self.threads is None or self.threads >= 1, f"threads must be >= 1, not {self.threads}")
+        _check(self.rollback_after >= 1, f"rollback_after must be >= 1, not {self.rollback_after}")
+        _check(self.max_rollbacks >= 0, f"max_rollbacks must be >= 0, not {self.max_rollbacks}")
+        _check(
+            0.0 < self.rollback_lr_factor <= 1.0,
+            f"rollback_lr_factor must be in (0, 1], not {self.rollback_lr_factor}",
+        )
 
     @property
     def effective_epochs(self) -> float | None:
@@ -110,6 +123,34 @@ class TrainConfig:
         if self.epochs is None and self.max_steps is None and self.time_budget is None:
             return DEFAULT_EPOCHS
         return self.epochs
+
+
+# What may differ when a run is resumed: its limits, reporting, hardware and divergence
+# policy. Everything else (architecture, data layout, optimiser, seed) is fixed by the run.
+RESUME_CHANGEABLE = frozenset({
+    "max_steps", "epochs", "time_budget", "eval_interval", "log_interval", "device", "precision", "threads",
+    "rollback_after", "max_rollbacks", "rollback_lr_factor",
+})
+
+
+def resume_train_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
+    """The config of a resumed run: ``saved`` with the changeable fields of ``given``.
+
+    ``given`` holds only what the user set explicitly. A fixed field given with a value
+    other than the saved one raises ResumeMismatchError naming it.
+    """
+    mismatch = [(k, getattr(saved, k), v) for k, v in given.items()
+                if k not in RESUME_CHANGEABLE and getattr(saved, k) != v]
+    if mismatch:
+        raise ResumeMismatchError(mismatch)
+    return dataclasses.replace(saved, **{k: v for k, v in given.items() if k in RESUME_CHANGEABLE})
+
+
+def check_model_matches(saved: ModelConfig, given: dict[str, Any]) -> None:
+    """Raise ResumeMismatchError when an explicitly given architecture field differs."""
+    mismatch = [(k, getattr(saved, k), v) for k, v in given.items() if getattr(saved, k) != v]
+    if mismatch:
+        raise ResumeMismatchError(mismatch)
 
 
 @dataclass(frozen=True)

@@ -66,12 +66,40 @@ class RunExistsError(CheckpointError):
         super().__init__(f"{path}: already holds a training run; choose another output directory or allow overwriting it")
 
 
+class ResumeMismatchError(ConfigError):
+    """Options given to a resumed run disagree with the run. ``fields`` holds
+    (name, value in the run, value given) for each, so a front end can name its options."""
+
+    def __init__(self, fields: list[tuple[str, object, object]]):
+        self.fields = fields
+        parts = ", ".join(f"{name}={given!r} (the run has {saved!r})" for name, saved, given in fields)
+        super().__init__(f"cannot resume with different settings: {parts}")
+
+
 class TrainingInterrupted(CharrnnError):
-    """Training was stopped by the user (Ctrl-C); the weights at ``step`` were saved."""
+    """Training was stopped by a signal (Ctrl-C or SIGTERM).
 
-    exit_code = 130
+    Normally the current step was saved to ``saved``. ``forced`` means a second signal cut
+    the stop short: nothing new was saved and ``saved`` is the last complete checkpoint.
+    The exit code follows the shell convention, 128 + the signal number.
+    """
 
-    def __init__(self, step: int, saved: str | None):
-        self.step, self.saved = step, saved
-        where = f"; weights at this step saved to {saved}" if saved else "; nothing to save yet"
-        super().__init__(f"interrupted at step {step}{where}")
+    def __init__(self, step: int, saved: str | None, signum: int = 2, forced: bool = False,
+                 saved_step: int | None = None):
+        self.step, self.saved, self.signum, self.forced = step, saved, signum, forced
+        self.exit_code = 128 + signum
+        word = {2: "interrupted", 15: "terminated (SIGTERM)"}.get(signum, f"stopped by signal {signum}")
+        if forced:
+            last = f"{saved} holds step {saved_step}" if saved else "no checkpoint was written yet"
+            msg = f"{word} again at step {step}: stopped at once without saving; {last}"
+        elif saved:
+            msg = f"{word} at step {step}; saved to {saved}"
+        else:
+            msg = f"{word} at step {step}; nothing to save yet"
+        super().__init__(msg)
+
+
+class TrainingDiverged(CharrnnError):
+    """Training kept producing non-finite losses or gradients after every rollback."""
+
+

@@ -68,6 +68,8 @@ class TrainingDisplay:
                 f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens; "
                 f"{d['windows_per_epoch']:,} steps per epoch; stopping at {' or '.join(limit)}"
             )
+            if d.get("resumed_from") is not None:
+                self._log(f"resuming at step {d['resumed_from']:,}")
         elif event.kind == "progress":
             p = max(min(d["progress"], 1.0), 0.0)
             left = event.elapsed * (1 - p) / p if p > 0 else None
@@ -83,6 +85,16 @@ class TrainingDisplay:
                 f"val loss {d['val_loss']:.4f}, val bpc {d['val_bpc']:.4f}{mark}"
             )
             self.progress.update(self.task, val=f"{d['val_bpc']:.3f}")
+        elif event.kind == "skip":
+            self._log(
+                f"step {event.step:,}: skipped {d['skipped']} step(s) with a non-finite loss or gradient "
+                f"({d['total_skipped']} in all)"
+            )
+        elif event.kind == "rollback":
+            self._log(
+                f"step {event.step:,}: {d['in_a_row']} bad steps in a row; rolled back to the checkpoint of step "
+                f"{d['to_step']:,} with the learning rate x{d['lr_factor']:g} (rollback {d['rollback']})"
+            )
         elif event.kind == "done":
             self.progress.update(self.task, completed=1000, left="0:00")
             self._log(

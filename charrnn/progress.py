@@ -86,10 +86,11 @@ class TrainingDisplay:
             )
             self.progress.update(self.task, val=f"{d['val_bpc']:.3f}")
         elif event.kind == "skip":
-            self._log(
-                f"step {event.step:,}: skipped {d['skipped']} step(s) with a non-finite loss or gradient "
-                f"({d['total_skipped']} in all)"
-            )
+            if d["new_streak"]:  # one line per streak, not per step
+                self._log(
+                    f"step {event.step:,}: skipped a step with a non-finite loss or gradient ({d['total_skipped']} "
+                    f"in all; {d['rollback_after']} in a row roll back to the last checkpoint)"
+                )
         elif event.kind == "rollback":
             self._log(
                 f"step {event.step:,}: {d['in_a_row']} bad steps in a row; rolled back to the checkpoint of step "
@@ -97,6 +98,9 @@ class TrainingDisplay:
             )
         elif event.kind == "done":
             self.progress.update(self.task, completed=1000, left="0:00")
+            if d.get("resumed_from") is not None and d["steps_this_run"] == 0:
+                self._log("nothing to do: the run had already reached its limit (raise --max-steps, --epochs "
+                          "or --time-budget to go on)")
             self._log(
                 f"done: {event.step:,} steps in {_duration(event.elapsed)}, best val bpc {d['val_bpc']:.4f} "
                 f"(step {d['best_step']:,}), {d['train_tokens_per_sec']:,.0f} tokens/s; saved {d['run_dir']}"

@@ -178,6 +178,7 @@ class Trainer:
         self.resumed_from: int | None = None
         self.saved_step: int | None = None  # step of the last complete latest checkpoint
         self._stop_signal: int | None = None
+        self._in_a_row = 0  # skipped steps in a row at the last divergence check
         if resume is not None:
             self._restore(resume)
 
@@ -391,13 +392,18 @@ class Trainer:
     def _check_divergence(self) -> None:
         new = int(self.bad_new)
         if not new:
+            self._in_a_row = 0
             return
-        longest = int(self.bad_run_max)
+        longest, now_in_a_row = int(self.bad_run_max), int(self.bad_run)
+        # A new streak began since the last check unless all new skips continue the old one.
+        new_streak = self._in_a_row == 0 or new > now_in_a_row
+        self._in_a_row = now_in_a_row
         self.skipped += new
         self.bad_new.zero_()
         self.bad_run_max.copy_(self.bad_run)
         self.run_dir.log({"event": "skip", "step": self.step, "skipped": new, "total_skipped": self.skipped})
-        self._emit("skip", {"skipped": new, "total_skipped": self.skipped, "in_a_row": longest})
+        self._emit("skip", {"skipped": new, "total_skipped": self.skipped, "in_a_row": longest,
+                            "new_streak": new_streak, "rollback_after": self.cfg.rollback_after})
         if longest >= self.cfg.rollback_after:
             self._rollback(longest)
 
@@ -418,6 +424,7 @@ class Trainer:
         self.rollbacks += 1
         self.lr_factor *= self.cfg.rollback_lr_factor
         self.state = None
+        self._in_a_row = 0
         for t in (self.bad_run, self.bad_run_max):
             t.zero_()
         data = {"rollback": self.rollbacks, "to_step": ck.step, "lr_factor": self.lr_factor, "in_a_row": in_a_row}

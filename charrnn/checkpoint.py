@@ -90,6 +90,15 @@ class Checkpoint:
         return model.to(device).eval()
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -110,6 +119,9 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp (and safetensors) make the file private; give it the mode of a file
+        # created the usual way, as the user's umask says.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -156,6 +168,11 @@ def save_checkpoint(
         atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
     except OSError as e:
         raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+    except Exception as e:  # safetensors reports I/O failures (e.g. a full disk) as its own error type
+        if type(e).__name__ != "SafetensorError":
+            raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}") from None
 
 
 def resolve_checkpoint(path: str | os.PathLike, latest: bool = False) -> Path:

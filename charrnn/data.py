@@ -47,6 +47,8 @@ def decode_utf8(raw: bytes, name: str, replace_errors: bool = False) -> str:
 def read_text(source: str | os.PathLike, replace_errors: bool = False, stdin: BinaryIO | None = None) -> str:
     """Read one UTF-8 text file, or standard input when ``source`` is ``-``."""
     if str(source) == STDIN:
+        if stdin is None and sys.stdin is None:  # started with stdin closed (e.g. `<&-`)
+            raise CorpusError("standard input is closed: nothing to read from '-'")
         stream = stdin if stdin is not None else sys.stdin.buffer
         try:
             raw = stream.read()

@@ -509,6 +509,8 @@ class Trainer:
             self._save_latest({"step": 0})
         else:
             self.run_dir.truncate_log(self.step)
+            if not self.run_dir.best.exists():  # deleted by hand: the next evaluation writes it again
+                self.best = None
         self.train_t0 = self.window_t = time.perf_counter()
         self.window_tokens = self.window_steps = 0
         steps_before = self.step

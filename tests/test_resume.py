@@ -220,7 +220,18 @@ def test_training_that_keeps_diverging_stops_with_a_clear_error(tmp_path):
 # ----------------------------------------------------------------------- crash safety
 
 
-def test_disk_full_during_training_is_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+def _oserror():
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def _safetensors_error():  # what safetensors itself raises on a full disk
+    from safetensors import SafetensorError
+
+    return SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+@pytest.mark.parametrize("error", [_oserror, _safetensors_error])
+def test_disk_full_during_training_is_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, error):
     make(tmp_path / "run", max_steps=6).run()
     before = (tmp_path / "run" / "latest.safetensors").read_bytes()
     real = checkpoint_module.save_file
@@ -228,7 +239,7 @@ def test_disk_full_during_training_is_a_clear_error_and_keeps_the_last_checkpoin
     def full(tensors, path, metadata=None):
         with open(path, "wb") as f:
             f.write(b"partial")  # part of the file got written, then the disk filled up
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise error()
 
     monkeypatch.setattr(checkpoint_module, "save_file", full)
     with pytest.raises(CheckpointError, match="No space left on device"):
@@ -236,7 +247,16 @@ def test_disk_full_during_training_is_a_clear_error_and_keeps_the_last_checkpoin
     monkeypatch.setattr(checkpoint_module, "save_file", real)
     assert (tmp_path / "run" / "latest.safetensors").read_bytes() == before
     assert not list((tmp_path / "run").glob(".*.tmp"))
+    assert (tmp_path / "run" / "latest.safetensors").stat().st_mode & 0o777 == 0o666 & ~_umask()
     assert make(tmp_path / "run", resume=True, max_steps=12).run().summary["steps"] == 12
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_a_new_run_has_loadable_checkpoints_from_step_0(tmp_path):

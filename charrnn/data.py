@@ -83,16 +83,25 @@ def read_corpus(sources: list[str], replace_errors: bool = False, stdin: BinaryI
     return text
 
 
-def split_text(text: str, val_fraction: float) -> tuple[str, str]:
-    """Split off the last ``val_fraction`` of the characters as validation text."""
-    n_val = int(round(len(text) * val_fraction))
-    n_val = max(n_val, 2)
-    if len(text) - n_val < 2:
+def split_point(chars: int, val_fraction: float, val_max_chars: int | None = None) -> int:
+    """How many of ``chars`` characters are training text: all but the last
+    ``val_fraction`` of them, at most ``val_max_chars`` (and at least 2 on each side)."""
+    n_val = max(int(round(chars * val_fraction)), 2)
+    if val_max_chars is not None:
+        n_val = max(min(n_val, val_max_chars), 2)
+    if chars - n_val < 2:
         raise CorpusError(
-            f"the corpus has only {len(text)} character(s): too few to split into training "
+            f"the corpus has only {chars} character(s): too few to split into training "
             f"and validation text"
         )
-    return text[:-n_val], text[-n_val:]
+    return chars - n_val
+
+
+def split_text(text: str, val_fraction: float, val_max_chars: int | None = None) -> tuple[str, str]:
+    """Split off the last ``val_fraction`` of the characters (at most ``val_max_chars``)
+    as validation text."""
+    n = split_point(len(text), val_fraction, val_max_chars)
+    return text[:n], text[n:]
 
 
 def compact(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:

@@ -105,3 +105,34 @@ class TrainingDisplay:
                 f"done: {event.step:,} steps in {_duration(event.elapsed)}, best val bpc {d['val_bpc']:.4f} "
                 f"(step {d['best_step']:,}), {d['train_tokens_per_sec']:,.0f} tokens/s; saved {d['run_dir']}"
             )
+
+
+class PreparationDisplay:
+    """A progress bar for reading and tokenizing a corpus (on a terminal, for large ones)."""
+
+    MIN_BYTES = 32 << 20  # smaller corpora are done before a bar would be worth drawing
+
+    def __init__(self, console: Console, enabled: bool = True):
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.percentage:>3.0f}% of {task.fields[size]}"),
+            console=console,
+            transient=True,
+            disable=not (enabled and console.is_terminal),
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "PreparationDisplay":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        if total < self.MIN_BYTES:
+            return
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(phase, total=total, size=f"{total / 1e6:,.0f} M")
+        self.progress.update(self.tasks[phase], completed=done)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import math
 import signal
 import threading
@@ -48,12 +47,13 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpoint, RunDirectory, load_checkpoint
 from .config import ModelConfig, TrainConfig
-from .data import StreamBatches, compact
+from .data import StreamBatches
 from .errors import CheckpointError, CorpusError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EvalResult, evaluate
 from .model import RNNLanguageModel, State, detach_state
 from .runtime import autocast, resolve_device, resolve_precision
-from .tokenizers import Tokenizer, train_tokenizer
+from .prepare import Corpus
+from .tokenizers import Tokenizer
 
 VAL_STREAMS = 16  # parallel streams for validation (each warmed up; see evaluation.py)
 RESUME_VERSION = 1  # version of the training state stored in latest.safetensors
@@ -101,27 +101,16 @@ def _optimizer(model: RNNLanguageModel, cfg: TrainConfig) -> tuple[torch.optim.O
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99)), False
 
 
-def fingerprint(*ids: torch.Tensor) -> str:
-    """A digest of the token ids, so a resumed run can tell it is given the same data."""
-    h = hashlib.sha256()
-    for t in ids:
-        h.update(str(t.dtype).encode())
-        h.update(t.contiguous().numpy().tobytes())
-    return h.hexdigest()[:32]
-
-
 class Trainer:
     """One training run: build (or restore) the model and loop until a limit is reached."""
 
     def __init__(
         self,
-        train_text: str,
-        val_text: str,
+        corpus: Corpus,
         model_config: ModelConfig,
         train_config: TrainConfig,
         run_dir: RunDirectory,
         on_event: Callable[[Event], None] = lambda e: None,
-        tokenizer: Tokenizer | None = None,
         start_time: float | None = None,
         resume: Checkpoint | None = None,
     ):
@@ -134,16 +123,17 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_precision(cfg.precision, self.device)
         if resume is not None:
-            tokenizer, model_config = resume.tokenizer, resume.model_config
+            model_config = resume.model_config
+            if resume.tokenizer.state()[0] != corpus.tokenizer.state()[0]:
+                raise CheckpointError(f"{resume.path}: the corpus was tokenized with another tokenizer than the run's")
 
-        self.tok = tok = tokenizer or train_tokenizer("char", train_text)
-        train_ids = compact(tok.encode(train_text), tok.vocab_size)
-        self.val_ids = compact(tok.encode(val_text), tok.vocab_size)
+        self.tok = tok = corpus.tokenizer
+        self.val_ids = corpus.val
         if self.val_ids.numel() < 2:
             raise CorpusError("the validation text needs at least 2 tokens")
-        self.batches = StreamBatches.build(train_ids, cfg.batch_size, cfg.bptt)
-        self.fingerprint = fingerprint(train_ids, self.val_ids)
-        self.train_tokens = train_ids.numel()
+        self.batches = StreamBatches.build(corpus.train, cfg.batch_size, cfg.bptt)
+        self.fingerprint = corpus.fingerprint
+        self.train_tokens = corpus.train.numel()
         model_config = dataclasses.replace(model_config, vocab_size=tok.vocab_size)
 
         torch.manual_seed(cfg.seed)
@@ -570,8 +560,8 @@ class Trainer:
 
 
 def train(
-    train_text: str,
-    val_text: str,
+    train_text: str | None,
+    val_text: str | None,
     model_config: ModelConfig,
     train_config: TrainConfig,
     run_dir: RunDirectory,
@@ -579,12 +569,18 @@ def train(
     tokenizer: Tokenizer | None = None,
     start_time: float | None = None,
     resume: Checkpoint | None = None,
+    corpus: Corpus | None = None,
 ) -> TrainResult:
     """Train a model on ``train_text``, validating on ``val_text``; return the summary.
 
-    ``start_time`` (time.perf_counter) is when the time budget started counting; by
-    default, now. ``resume`` (a checkpoint loaded with ``resume=True``) continues that run:
-    its model config and tokenizer are used, ``model_config`` and ``tokenizer`` ignored.
+    ``corpus`` (from ``prepare.prepare_corpus``) gives the token ids instead of the texts.
+    ``tokenizer`` defaults to a char tokenizer of the training text. ``start_time``
+    (time.perf_counter) is when the time budget started counting; by default, now.
+    ``resume`` (a checkpoint loaded with ``resume=True``) continues that run with its
+    model config and tokenizer; ``model_config`` and ``tokenizer`` are then ignored.
     """
-    return Trainer(train_text, val_text, model_config, train_config, run_dir, on_event, tokenizer,
-                   start_time, resume).run()
+    if corpus is None:
+        if train_text is None or val_text is None:
+            raise TypeError("train() needs train_text and val_text, or corpus")
+        corpus = Corpus.from_texts(train_text, val_text, resume.tokenizer if resume is not None else tokenizer)
+    return Trainer(corpus, model_config, train_config, run_dir, on_event, start_time, resume).run()

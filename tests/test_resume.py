@@ -10,6 +10,7 @@ from charrnn import checkpoint as checkpoint_module
 from charrnn.checkpoint import RunDirectory, load_checkpoint, read_metrics
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import StreamBatches, compact
+from charrnn.prepare import Corpus
 from charrnn.errors import CheckpointError, CorpusError, TrainingDiverged, TrainingInterrupted
 from charrnn.tokenizers import CharTokenizer
 from charrnn.training import Trainer
@@ -32,7 +33,8 @@ def make(run_dir, cell="lstm", resume=False, trainer_cls=Trainer, events=None, *
     cfg = TrainConfig(**{**BASE, **kw})
     ck = load_checkpoint(run_dir, latest=True, resume=True) if resume else None
     rd = RunDirectory(run_dir, resume=resume)
-    return trainer_cls(TRAIN, VAL, ModelConfig(cell=cell, **MODEL), cfg, rd,
+    corpus = Corpus.from_texts(TRAIN, VAL, ck.tokenizer if ck else None)
+    return trainer_cls(corpus, ModelConfig(cell=cell, **MODEL), cfg, rd,
                        on_event=(events.append if events is not None else lambda e: None), resume=ck)
 
 
@@ -108,7 +110,7 @@ def test_resume_refuses_other_data_and_weights_only_checkpoints(tmp_path):
     make(tmp_path / "run", max_steps=4).run()
     ck = load_checkpoint(tmp_path / "run", latest=True, resume=True)
     with pytest.raises(CorpusError, match="differs"):
-        Trainer(TRAIN[::-1], VAL, ModelConfig(**MODEL), TrainConfig(**BASE, max_steps=8),
+        Trainer(Corpus.from_texts(TRAIN[::-1], VAL, ck.tokenizer), ModelConfig(**MODEL), TrainConfig(**BASE, max_steps=8),
                 RunDirectory(tmp_path / "run", resume=True), resume=ck)
     with pytest.raises(CheckpointError, match="no training state"):
         load_checkpoint(tmp_path / "run" / "best.safetensors", resume=True)

@@ -148,6 +148,7 @@ class _Scan:
     chars: int
     chunk_chars: list[int]  # characters per chunk, in order over all sources
     chunk_sets: list[str]  # the distinct characters of each chunk
+    chunk_places: list[tuple[str, int, int]]  # (file, byte offset, byte length) of each chunk
     total_bytes: int
 
 
@@ -156,6 +157,7 @@ def _scan(sources: list[str], replace: bool, on_progress: Progress | None) -> _S
     h = hashlib.sha256()
     counts: list[int] = []
     sets: list[str] = []
+    places: list[tuple[str, int, int]] = []
     done = 0
     for s in sources:
         h.update(f"\0{os.path.getsize(s)}\0".encode())  # file boundaries are part of the key
@@ -164,10 +166,11 @@ def _scan(sources: list[str], replace: bool, on_progress: Progress | None) -> _S
             text = _decode(raw, str(s), offset, replace)
             counts.append(len(text))
             sets.append("".join(set(text)))
+            places.append((s, offset, len(raw)))
             done += len(raw)
             if on_progress:
                 on_progress("reading", done, total)
-    return _Scan(h.hexdigest(), sum(counts), counts, sets, total)
+    return _Scan(h.hexdigest(), sum(counts), counts, sets, places, total)
 
 
 def _texts(sources: list[str], replace: bool) -> Iterator[str]:
@@ -271,10 +274,10 @@ def _tokenizer_for(tokenizer, scan: _Scan, n_train: int, sources: list[str], rep
                 seen += count
                 continue
             if seen < n_train:
-                for j, text in enumerate(_texts(sources, replace)):
-                    if j == i:
-                        chars.update(text[: n_train - seen])
-                        break
+                name, offset, length = scan.chunk_places[i]
+                with _open(name) as f:
+                    f.seek(offset)
+                    chars.update(_decode(f.read(length), name, offset, replace)[: n_train - seen])
             break
         return CharTokenizer("".join(chars))
     # A subword tokenizer learns from (a prefix of) the training text.

@@ -11,12 +11,13 @@ The command line uses exactly these calls.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import SampleConfig
-from .evaluation import EvalResult, evaluate
 from .errors import ConfigError
+from .evaluation import EvalResult, evaluate, scored_chars
 from .generation import Generation, beam_search, iter_sample, sample
 from .runtime import resolve_device, resolve_precision
 
@@ -32,14 +33,14 @@ class LanguageModel:
         self.last: list[Generation] | None = None  # what the last stream() produced
 
     def count_unknown(self, text: str) -> int:
-        """How many characters of ``text`` the tokenizer maps to its unknown id."""
+        """How many characters of ``text`` the tokenizer maps to its unknown id (always 0
+        for the subword kinds, which spell unseen characters as bytes)."""
         unk = self.tokenizer.unk_id
         return 0 if unk is None else int((self.tokenizer.encode(text) == unk).sum())
 
     def _ids(self, prime: str):
         tok = self.tokenizer
-        banned = [tok.unk_id] if tok.unk_id is not None else []
-        return tok.encode(prime), dict(token_text=tok.token_text, start_id=tok.start_id, banned=banned)
+        return tok.encode(prime), {"detokenizer": tok.detokenizer, "start_id": tok.start_id, "banned": tok.banned_ids}
 
     def stream(self, prime: str = "", config: SampleConfig | None = None) -> Iterator[str]:
         """Yield the text of one sample piece by piece, as it is generated."""
@@ -59,7 +60,8 @@ class LanguageModel:
     def sample(self, prime: str = "", config: SampleConfig | None = None, **options: Any) -> list[Generation]:
         """Samples (``num_samples`` of them, as one batch) or the best beam-search
         hypotheses (``beam``, ``num_return``), each with its text and log-probability.
-        Options are SampleConfig fields."""
+        Options are SampleConfig fields: ``length`` counts tokens, ``max_chars``
+        characters."""
         config = config or SampleConfig(**options)
         ids, kw = self._ids(prime)
         if config.beam:
@@ -68,18 +70,26 @@ class LanguageModel:
 
     def generate(self, prime: str = "", **options: Any) -> str:
         """The text generated after ``prime`` (not including it). Options: SampleConfig
-        fields, e.g. length=200, temperature=0.8, top_p=0.9, seed=1, beam=4, stop=("\\n\\n",)."""
+        fields, e.g. length=200 (tokens), max_chars=300, temperature=0.8, top_p=0.9, seed=1,
+        beam=4, stop=("\\n\\n",)."""
         return self.sample(prime, **options)[0].text
 
-    def evaluate(self, text: str, streams: int = 1, precision: str = "fp32") -> EvalResult:
-        """Loss, perplexity and bits per character of ``text`` (state carried throughout).
+    def evaluate(self, text: str, streams: int = 16, precision: str = "fp32") -> EvalResult:
+        """Loss and perplexity per token, and bits per character, of ``text`` (state
+        carried throughout). Every token after the first is scored; ``chars`` counts the
+        characters those tokens cover (see ``evaluation.scored_chars``), so bpc compares
+        across tokenizers.
 
+        ``streams`` parallel pieces, each warmed up on the 256 tokens before it (1 is the
+        exact single-stream score; 16 agrees with it to about 1e-6 bpc and is ~3x faster).
         ``precision`` "bf16" or "auto" runs the recurrent layers under bf16 autocast
         (faster where the hardware has it; the output layer and the loss stay fp32).
         """
-        ids = self.tokenizer.encode(text)
+        tok = self.tokenizer
+        ids = tok.encode(text)
         dtype = resolve_precision(precision, self.device)
-        return evaluate(self.model, ids, unk_id=self.tokenizer.unk_id, streams=streams, dtype=dtype)
+        return evaluate(self.model, ids, unk_id=tok.unk_id, chars=scored_chars(tok, text, ids), streams=streams,
+                        dtype=dtype)
 
     def info(self) -> dict[str, Any]:
         """Configs, parameter count, step and training metrics of the checkpoint."""

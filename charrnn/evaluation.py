@@ -11,6 +11,10 @@ its state up, so the result is close to the single-stream score (exactly equal w
 
 Targets that are the tokenizer's unknown id are not scored (a model cannot predict a
 character it never saw); they are counted and reported as ``unknown``.
+
+Perplexity is per scored token; bits per character divide the same total NLL by the
+characters of the input the scored tokens cover (``scored_chars``), so a char model and a
+subword model scored on the same text are compared on the same characters.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 
 from .model import RNNLanguageModel, State, detach_state
 from .runtime import autocast
+from .tokenizers import Tokenizer
 
 IGNORE = -100
 
@@ -31,7 +36,7 @@ IGNORE = -100
 class EvalResult:
     nll: float  # total negative log-likelihood in nats over the scored tokens
     tokens: int  # scored tokens
-    chars: int  # characters of the input those tokens cover
+    chars: int  # characters of the input those tokens cover (see scored_chars)
     unknown: int  # targets not scored because they are the unknown id
 
     @property
@@ -57,6 +62,25 @@ class EvalResult:
             "chars": self.chars,
             "unknown": self.unknown,
         }
+
+
+def scored_chars(tokenizer: Tokenizer, text: str, ids: torch.Tensor) -> int:
+    """The characters of ``text`` covered by the tokens ``evaluate`` scores: every
+    character that ends after the first token (the first token is only context), less the
+    unknown characters of a char tokenizer (read, not scored). For a char tokenizer that
+    is one character per scored token; a subword first token that holds "The" leaves
+    len(text) - 3, and one that is the first byte of an emoji leaves len(text)."""
+    return scored_char_count(tokenizer, len(text), ids)
+
+
+def scored_char_count(tokenizer: Tokenizer, n_chars: int, ids: torch.Tensor) -> int:
+    """``scored_chars`` for a text of ``n_chars`` characters that encodes to ``ids``
+    (the text itself is not needed: a streamed corpus never holds it whole)."""
+    if ids.numel() < 2:
+        return 0
+    first = len(tokenizer.detokenizer().feed(int(ids[0])))  # whole characters in it
+    unknown = 0 if tokenizer.unk_id is None else int((ids[1:] == tokenizer.unk_id).sum())
+    return n_chars - first - unknown
 
 
 def _layout(ids: torch.Tensor, streams: int, warmup: int, unk_id: int | None):
@@ -91,7 +115,8 @@ def evaluate(
     window: int = 1024,
     dtype: torch.dtype | None = None,
 ) -> EvalResult:
-    """Score ``ids`` (1-D); ``chars`` defaults to the number of scored tokens."""
+    """Score ``ids`` (1-D). ``chars`` is what bpc divides by: give ``scored_chars(...)``;
+    it defaults to the number of scored tokens (right for a char tokenizer only)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

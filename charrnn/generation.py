@@ -7,6 +7,12 @@ there is no autograd, so a step costs a few small matrix products and in-place
 activations instead of a full ``nn.LSTM`` call. Rows of the batch are independent
 samples, or the beams of a beam search (reordered by ``StepRunner.reorder``).
 
+Text: each row turns its ids into text through its own ``Detokenizer``, so byte tokens of
+a subword model become characters once complete (and U+FFFD if they come in an order that
+is not UTF-8). Stop strings are matched on that text, across token boundaries.
+``config.max_tokens`` counts tokens; ``config.max_chars`` cuts the text at a number of
+characters.
+
 Seeding rule: sample ``i`` of a batch draws its random numbers from its own generator
 seeded with ``seed + i``, so a batch of N gives the same texts as N single runs with
 seeds seed, seed + 1, ... (up to floating-point differences of batched arithmetic).
@@ -18,15 +24,29 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Callable, Generator, Iterable
 
 import torch
 
 from .config import SampleConfig
 from .model import RNNLanguageModel, State
+from .tokenizers import Detokenizer, TextDetokenizer
 
 TokenText = Callable[[int], str]
+MakeDetokenizer = Callable[[], Detokenizer]
+
+
+def _detokenizers(token_text: TokenText | None, detokenizer: MakeDetokenizer | None) -> MakeDetokenizer:
+    """Generation turns ids into text with one Detokenizer per row. ``token_text`` is the
+    short form for tokenizers whose every token is whole text (one shared, stateless
+    lookup); ``detokenizer`` makes a fresh one per row (``Tokenizer.detokenizer``)."""
+    if detokenizer is not None:
+        return detokenizer
+    if token_text is None:
+        raise TypeError("give token_text or detokenizer")
+    shared = TextDetokenizer(token_text)
+    return lambda: shared
 
 
 # --------------------------------------------------------------------------- the step
@@ -205,25 +225,31 @@ class NgramBlocker:
 
 
 class StopMatcher:
-    """Cuts a growing text at the first occurrence of any stop string.
+    """Cuts a growing text at the first occurrence of any stop string, and at ``limit``
+    characters.
 
     ``feed`` returns the part of the text that can be shown now: a tail that could still
     be the start of a stop string is held back until it cannot. A match cannot start in
     text already shown (that text's tail was not the start of any stop string), so only
     the held-back tail and the new piece are searched: the work per piece is constant.
+    ``reason`` says why it stopped: "stop" (a stop string) or "length" (the limit).
     """
 
-    def __init__(self, stops: Iterable[str], keep: bool = True):
+    def __init__(self, stops: Iterable[str], keep: bool = True, limit: int | None = None):
         self.stops = tuple(stops)
         self.keep = keep  # False: only detect the stop (the caller rebuilds the text)
+        self.limit = limit
         self.parts: list[str] = []  # text shown so far, in pieces (joined now and then)
+        self.shown = 0  # characters shown so far
         self.pending = ""  # held back: might be the start of a stop string
         self.stopped = False
+        self.reason: str | None = None
 
-    def clone(self) -> "StopMatcher":
-        other = StopMatcher(self.stops, self.keep)
+    def clone(self) -> StopMatcher:
+        other = StopMatcher(self.stops, self.keep, self.limit)
         self._compact()
         other.parts, other.pending, other.stopped = list(self.parts), self.pending, self.stopped
+        other.shown, other.reason = self.shown, self.reason
         return other
 
     def _compact(self) -> None:
@@ -231,9 +257,17 @@ class StopMatcher:
             self.parts = ["".join(self.parts)]
 
     def _show(self, text: str) -> str:
-        if text and self.keep:
-            self.parts.append(text)
-            self._compact()
+        if self.limit is not None and self.shown + len(text) >= self.limit:
+            # The text reaches the limit: what is held back lies beyond it and never shows.
+            text = text[: self.limit - self.shown]
+            self.pending = ""
+            if not self.stopped:
+                self.stopped, self.reason = True, "length"
+        if text:
+            self.shown += len(text)
+            if self.keep:
+                self.parts.append(text)
+                self._compact()
         return text
 
     @property
@@ -250,7 +284,7 @@ class StopMatcher:
             return self._show(buf)
         cut = min((i for i in (buf.find(s) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
-            self.stopped = True
+            self.stopped, self.reason = True, "stop"
             self.pending = ""
             return self._show(buf[:cut])
         hold = 0
@@ -292,14 +326,34 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
     return gen
 
 
-def _kept_tokens(tokens: list[int], token_text: TokenText, length: int) -> int:
-    """How many leading tokens lie entirely within the first ``length`` characters."""
-    used = 0
+def _kept_tokens(tokens: list[int], make: MakeDetokenizer, length: int) -> int:
+    """How many leading tokens lie entirely within the first ``length`` characters of their
+    text: a token counts once the text it ends is within them and it leaves no bytes of an
+    unfinished character behind."""
+    det = make()
+    used = kept = 0
     for k, t in enumerate(tokens):
-        used += len(token_text(t))
+        used += len(det.feed(t))
         if used > length:
-            return k
-    return len(tokens)
+            return kept
+        if not det.pending:
+            kept = k + 1
+    if used + len(det.flush()) <= length:
+        kept = len(tokens)
+    return kept
+
+
+def _text_of(tokens: list[int], make: MakeDetokenizer, cfg: SampleConfig) -> tuple[str, bool]:
+    """The text of ``tokens`` cut at the first stop string and at max_chars; and whether
+    it was cut."""
+    det, stop = make(), StopMatcher(cfg.stop, limit=cfg.max_chars)
+    for t in tokens:
+        stop.feed(det.feed(t))
+        if stop.stopped:
+            return stop.text, True
+    stop.feed(det.flush())
+    stop.flush()
+    return stop.text, stop.stopped
 
 
 def _prepare(model: RNNLanguageModel, prime: torch.Tensor, start_id: int) -> tuple[torch.Tensor, State | None, int]:
@@ -359,17 +413,21 @@ def sample(
     prime: torch.Tensor,
     config: SampleConfig,
     *,
-    token_text: TokenText,
     start_id: int,
+    token_text: TokenText | None = None,
+    detokenizer: MakeDetokenizer | None = None,
     banned: Iterable[int] = (),
     on_text: Callable[[int, str], None] | None = None,
 ) -> list[Generation]:
     """Sample ``config.num_samples`` continuations of ``prime`` as one batch.
 
     ``on_text(row, piece)`` is called with each piece of text as soon as it is final
-    (stop strings can hold a few characters back). Greedy decoding when config.greedy.
+    (stop strings can hold a few characters back, byte tokens wait for the rest of their
+    character). Greedy decoding when config.greedy. Ids become text through
+    ``detokenizer()`` (one per row), or ``token_text`` when every token is whole text.
     """
-    it = iter_sample(model, prime, config, token_text=token_text, start_id=start_id, banned=banned)
+    it = iter_sample(model, prime, config, start_id=start_id, token_text=token_text, detokenizer=detokenizer,
+                     banned=banned)
     while True:
         try:
             row, piece = next(it)
@@ -384,40 +442,47 @@ def iter_sample(
     prime: torch.Tensor,
     config: SampleConfig,
     *,
-    token_text: TokenText,
     start_id: int,
+    token_text: TokenText | None = None,
+    detokenizer: MakeDetokenizer | None = None,
     banned: Iterable[int] = (),
 ) -> Generator[tuple[int, str], None, list[Generation]]:
     """Like ``sample``, as a generator of (row, piece) that returns the generations."""
+    make = _detokenizers(token_text, detokenizer)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            return (yield from _sample(model, prime, config, token_text, start_id, banned))
+            return (yield from _sample(model, prime, config, make, start_id, banned))
     finally:
         model.train(was_training)
 
 
-def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
+def _sample(model, prime, cfg: SampleConfig, make: MakeDetokenizer, start_id, banned):
     t0 = time.perf_counter()
     n = cfg.num_samples
+    length = cfg.max_tokens
     st = _setup(model, prime, cfg, start_id, banned, n)
     runner, device, vocab, ban, tokens, seen, blocker = st.runner, st.device, st.vocab, st.ban, st.tokens, st.seen, st.blocker
     gens = [make_generator(None if cfg.seed is None else cfg.seed + i, device) for i in range(n)]
-    chunk = max(1, min(cfg.length, 1024))
+    chunk = max(1, min(length, 1024))
     uniforms = torch.empty(n, 0, device=device)
     out_tokens: list[list[int]] = [[] for _ in range(n)]
     # The log-probability of a row is a running sum; the last few terms are kept apart so
     # that tokens cut off by a stop string can be taken out again. Memory stays constant
     # however long the output.
     logp_sum = [0.0] * n
-    recent_size = 4 * max((len(x) for x in cfg.stop), default=0) + 16
+    # A cut drops the tokens of the held-back text, the stop string and one token past it;
+    # a character can take 4 byte tokens.
+    recent_size = 8 * max((len(x) for x in cfg.stop), default=0) + 16
     recent: list[deque[float]] = [deque(maxlen=recent_size) for _ in range(n)]
-    stops = [StopMatcher(cfg.stop) for _ in range(n)]
+    stops = [StopMatcher(cfg.stop, limit=cfg.max_chars) for _ in range(n)]
+    dets = [make() for _ in range(n)]
+    feeds = [d.feed for d in dets]
     done = [False] * n
     reasons = ["length"] * n
     rows = torch.arange(n, device=device)
-    for step in range(cfg.length):
+    for step in range(length):
         if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
             for r in range(n):
                 if not done[r]:
@@ -471,22 +536,22 @@ def _sample(model, prime, cfg: SampleConfig, token_text, start_id, banned):
             recent[r].append(step_logps[r])
             if blocker is not None:
                 blocker.push(r, t)
-            piece = stops[r].feed(token_text(t))
+            piece = stops[r].feed(feeds[r](t))
             if piece:
                 yield r, piece
             if stops[r].stopped:
-                done[r], reasons[r] = True, "stop"
+                done[r], reasons[r] = True, stops[r].reason
         if all(done):
             break
     results = []
     for r in range(n):
-        rest = stops[r].flush()
+        rest = stops[r].feed(dets[r].flush()) + stops[r].flush()
         if rest:
             yield r, rest
         text = stops[r].text
-        kept = _kept_tokens(out_tokens[r], token_text, len(text))
+        kept = _kept_tokens(out_tokens[r], make, len(text))
         dropped = len(out_tokens[r]) - kept
-        if dropped > len(recent[r]):  # cannot happen while tokens are at least one character
+        if dropped > len(recent[r]):  # cannot happen: see recent_size
             raise RuntimeError("stop string cut more tokens than were kept apart")
         logprob = logp_sum[r] - sum(list(recent[r])[len(recent[r]) - dropped :]) if dropped else logp_sum[r]
         results.append(Generation(text, out_tokens[r][:kept], logprob, reasons[r]))
@@ -502,31 +567,34 @@ def beam_search(
     prime: torch.Tensor,
     config: SampleConfig,
     *,
-    token_text: TokenText,
     start_id: int,
+    token_text: TokenText | None = None,
+    detokenizer: MakeDetokenizer | None = None,
     banned: Iterable[int] = (),
 ) -> list[Generation]:
     """The ``config.num_return`` best continuations of ``prime`` found with ``config.beam``
     beams. All beams advance together as the rows of one step.
 
-    A hypothesis ends at ``config.length`` tokens or at a stop string (the tokens of the
-    stop string are dropped); finished ones are ranked by score / length **
-    length_penalty, where score is the sum of the model's log-probabilities (after the
-    repetition penalty, when one is set). The search ends when ``beam`` hypotheses have
-    finished, or at the length limit.
+    A hypothesis ends at ``config.max_tokens`` tokens, at ``config.max_chars`` characters
+    or at a stop string (tokens past the cut are dropped); finished ones are ranked by
+    score / length ** length_penalty, where score is the sum of the model's
+    log-probabilities (after the repetition penalty, when one is set) and length counts
+    tokens. The search ends when ``beam`` hypotheses have finished, or at the length limit.
     """
+    make = _detokenizers(token_text, detokenizer)
     was_training = model.training
     model.eval()
     try:
-        return _beam(model, prime, config, token_text, start_id, banned)
+        return _beam(model, prime, config, make, start_id, banned)
     finally:
         model.train(was_training)
 
 
-def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list[Generation]:
+def _beam(model, prime, cfg: SampleConfig, make: MakeDetokenizer, start_id, banned) -> list[Generation]:
     t0 = time.perf_counter()
     k = cfg.beam
-    if cfg.length == 0:
+    length = cfg.max_tokens
+    if length == 0 or cfg.max_chars == 0:
         return [Generation("", [], 0.0, "length", 0.0)]
     st = _setup(model, prime, cfg, start_id, banned, k)
     runner, device, vocab, ban, tokens, seen, blocker = st.runner, st.device, st.vocab, st.ban, st.tokens, st.seen, st.blocker
@@ -536,7 +604,10 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
     history: list[list[tuple[int, int, float, float]]] = []
     alive = torch.full((k,), float("-inf"), dtype=torch.float64, device=device)
     alive[0] = 0.0  # at the start all beams are the same: only one of them expands
-    stops = [StopMatcher(cfg.stop, keep=False) for _ in range(k)] if cfg.stop else None
+    # Per live row, only when text decides the end: its detokenizer and stop matcher.
+    tracks: list[tuple[Detokenizer, StopMatcher]] | None = None
+    if cfg.stop or cfg.max_chars is not None:
+        tracks = [(make(), StopMatcher(cfg.stop, keep=False, limit=cfg.max_chars)) for _ in range(k)]
     finished: list[Generation] = []
 
     def trace(row: int, tok: int, lp: float, sc: float) -> tuple[list[int], list[float], list[float]]:
@@ -550,17 +621,14 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
 
     def finish(row: int, tok: int, lp: float, sc: float, reason: str) -> None:
         toks, lps, scs = trace(row, tok, lp, sc)
-        text = "".join(token_text(t) for t in toks)
-        kept = len(toks)
-        if reason == "stop":
-            text = text[: min(i for i in (text.find(s) for s in cfg.stop) if i >= 0)]
-            kept = _kept_tokens(toks, token_text, len(text))
+        text, cut = _text_of(toks, make, cfg)
+        kept = _kept_tokens(toks, make, len(text)) if cut else len(toks)
         score = sum(scs[:kept])
         if cfg.length_penalty:
             score /= max(kept, 1) ** cfg.length_penalty
         finished.append(Generation(text, toks[:kept], sum(lps[:kept]), reason, score))
 
-    for step in range(cfg.length):
+    for step in range(length):
         logits = runner.step(tokens)
         logp = torch.log_softmax(logits.double(), dim=-1)  # (K, V): the model's scores
         adj = logp
@@ -577,27 +645,28 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
         rows_t, toks_t = flat // vocab, flat % vocab
         lp_t = logp[rows_t, toks_t].tolist()
         sc_t = adj[rows_t, toks_t].tolist()
-        last = step == cfg.length - 1
+        last = step == length - 1
         timed_out = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
-        rows, next_tokens, entries, new_stops, totals = [], [], [], [], []
+        rows, next_tokens, entries, new_tracks, totals = [], [], [], [], []
         for i, (total, row, tok) in enumerate(zip(top.values.tolist(), rows_t.tolist(), toks_t.tolist())):
             if total == float("-inf") or len(rows) == k:
                 break
             lp, sc = lp_t[i], sc_t[i]
-            stop = None
-            if stops is not None:
-                stop = stops[row].clone()
-                stop.feed(token_text(tok))
+            track = None
+            if tracks is not None:
+                det, stop = tracks[row][0].clone(), tracks[row][1].clone()
+                stop.feed(det.feed(tok))
                 if stop.stopped:
-                    finish(row, tok, lp, sc, "stop")
+                    finish(row, tok, lp, sc, stop.reason or "stop")
                     continue
+                track = (det, stop)
             if last or timed_out:
                 finish(row, tok, lp, sc, "length" if last else "time")
                 continue
             rows.append(row)
             next_tokens.append(tok)
             entries.append((row, tok, lp, sc))
-            new_stops.append(stop)
+            new_tracks.append(track)
             totals.append(total)
         if len(finished) >= k or not rows or last or timed_out:
             break
@@ -612,8 +681,8 @@ def _beam(model, prime, cfg: SampleConfig, token_text, start_id, banned) -> list
             blocker.reorder(index.tolist())
             for r, t in enumerate(next_tokens):
                 blocker.push(r, t)
-        if stops is not None:
-            stops = new_stops + [new_stops[0].clone() for _ in range(pad)]
+        if tracks is not None:
+            tracks = new_tracks + [(new_tracks[0][0].clone(), new_tracks[0][1].clone()) for _ in range(pad)]
         alive = torch.tensor(totals + [float("-inf")] * pad, dtype=torch.float64, device=device)
         tokens = torch.tensor(next_tokens + [first] * pad, dtype=torch.long, device=device)
     finished.sort(key=lambda g: g.score, reverse=True)

@@ -50,6 +50,7 @@ class Corpus:
     val: torch.Tensor
     tokenizer: Tokenizer
     fingerprint: str  # digest of the ids; a resumed run must see the same
+    val_text_chars: int  # characters of the validation text (bits per character need them)
     cached: bool = False  # True when pass 2 was skipped thanks to the cache
 
     @classmethod
@@ -57,7 +58,7 @@ class Corpus:
         tok = tokenizer or CharTokenizer.train(train_text)
         train = compact(tok.encode(train_text), tok.vocab_size)
         val = compact(tok.encode(val_text), tok.vocab_size)
-        return cls(train, val, tok, fingerprint(train, val))
+        return cls(train, val, tok, fingerprint(train, val), len(val_text))
 
 
 def _hasher(dtype: torch.dtype):
@@ -247,9 +248,11 @@ def prepare_corpus(
     if val_text is not None:
         val = compact(tok.encode(val_text), tok.vocab_size)
         val_digest = _digest(val)
+        val_chars = len(val_text)
     else:
         val = ids[n_train_ids:].clone()  # small: keep it in memory
-    return Corpus(train, val, tok, _combine(train_digest, val_digest), cached is not None)
+        val_chars = scan.chars - n_train
+    return Corpus(train, val, tok, _combine(train_digest, val_digest), val_chars, cached is not None)
 
 
 def _resolve(tokenizer, train_text: str) -> Tokenizer:

@@ -49,7 +49,7 @@ from .checkpoint import Checkpoint, RunDirectory, load_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import StreamBatches
 from .errors import CheckpointError, CorpusError, TrainingDiverged, TrainingInterrupted
-from .evaluation import EvalResult, evaluate
+from .evaluation import EvalResult, evaluate, scored_char_count
 from .model import RNNLanguageModel, State, detach_state
 from .runtime import autocast, resolve_device, resolve_precision
 from .prepare import Corpus
@@ -131,6 +131,8 @@ class Trainer:
         self.val_ids = corpus.val
         if self.val_ids.numel() < 2:
             raise CorpusError("the validation text needs at least 2 tokens")
+        # Validation bpc divides by the characters the scored tokens cover, as eval does.
+        self.val_chars = scored_char_count(tok, corpus.val_text_chars, self.val_ids)
         self.batches = StreamBatches.build(corpus.train, cfg.batch_size, cfg.bptt)
         if self.device.type == "cuda":
             # The whole id array goes to the GPU once (2 bytes a token: 400 MB for a 200M-token
@@ -284,7 +286,8 @@ class Trainer:
 
     def _validate(self) -> tuple[EvalResult, float]:
         t = time.perf_counter()
-        res = evaluate(self.model, self.val_ids, unk_id=self.tok.unk_id, streams=VAL_STREAMS, dtype=self.dtype)
+        res = evaluate(self.model, self.val_ids, unk_id=self.tok.unk_id, chars=self.val_chars, streams=VAL_STREAMS,
+                       dtype=self.dtype)
         return res, time.perf_counter() - t
 
     def _record_eval(self, final: bool) -> None:

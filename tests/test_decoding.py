@@ -4,12 +4,21 @@ import itertools
 
 import pytest
 import torch
+from conftest import CELLS, tiny_model_config
 
 from charrnn.config import SampleConfig
 from charrnn.errors import ConfigError
-from charrnn.generation import NgramBlocker, StepRunner, StopMatcher, beam_search, filter_logits, sample
+from charrnn.generation import (
+    NgramBlocker,
+    StepRunner,
+    StopMatcher,
+    _kept_tokens,
+    beam_search,
+    filter_logits,
+    sample,
+)
 from charrnn.model import RNNLanguageModel
-from conftest import CELLS, tiny_model_config
+from charrnn.tokenizers import SUBWORD_KINDS
 
 LETTERS = "abcdefg"
 
@@ -189,10 +198,156 @@ def test_max_time_stops_early():
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(beam=-1), dict(repetition_penalty=-1.0), dict(repetition_penalty=0.0), dict(num_samples=0),
-           dict(no_repeat_ngram=-2), dict(length_penalty=-0.5), dict(min_p=1.5), dict(max_time=0),
-           dict(beam=2, num_return=3), dict(num_return=2), dict(beam=2, num_samples=2), dict(stop=("",))]
+    "kw", [{"beam": -1}, {"repetition_penalty": -1.0}, {"repetition_penalty": 0.0}, {"num_samples": 0},
+           {"no_repeat_ngram": -2}, {"length_penalty": -0.5}, {"min_p": 1.5}, {"max_time": 0},
+           {"beam": 2, "num_return": 3}, {"num_return": 2}, {"beam": 2, "num_samples": 2}, {"stop": ("",)}]
 )
 def test_bad_decoding_values_are_config_errors(kw):
     with pytest.raises(ConfigError):
         SampleConfig(**kw)
+
+
+# ----------------------------------------------------------------- subword tokens (issue 4)
+
+
+
+def _subword(kind="bpe"):
+    from test_tokenizers import subword
+
+    return subword(kind)
+
+
+def _sub_model(tok, seed=0, sharpen=2.0, cell="lstm"):
+    torch.manual_seed(seed)
+    m = RNNLanguageModel(tiny_model_config(cell, vocab_size=tok.vocab_size, hidden_size=13)).eval()
+    with torch.no_grad():
+        m.decoder.weight.mul_(sharpen)
+    return m
+
+
+def _kw(tok):
+    return {"detokenizer": tok.detokenizer, "start_id": tok.start_id, "banned": tok.banned_ids}
+
+
+def _streamed(model, prime, cfg, tok):
+    """Generations and, per row, the pieces streamed through on_text."""
+    pieces: dict[int, list[str]] = {}
+    res = sample(model, prime, cfg, on_text=lambda r, p: pieces.setdefault(r, []).append(p), **_kw(tok))
+    return res, ["".join(pieces.get(r, [])) for r in range(len(res))]
+
+
+@pytest.mark.parametrize("kind", SUBWORD_KINDS)
+def test_subword_samples_are_text_of_their_tokens(kind):
+    tok = _subword(kind)
+    model = _sub_model(tok, 1)
+    prime = tok.encode("the cat ")
+    res, streamed = _streamed(model, prime, SampleConfig(length=60, temperature=1.5, seed=3, num_samples=4), tok)
+    for g, s in zip(res, streamed):
+        g.text.encode("utf-8")  # valid UTF-8
+        assert g.text == s == tok.decode(g.tokens) and len(g.tokens) == 60
+        assert not set(g.tokens) & set(tok.banned_ids)
+        assert g.logprob == pytest.approx(_score(model, prime.tolist(), g.tokens), abs=1e-5)
+    beams = beam_search(model, prime, SampleConfig(length=12, beam=4, num_return=4), **_kw(tok))
+    for g in beams:
+        assert g.text == tok.decode(g.tokens)
+        assert g.logprob == pytest.approx(_score(model, prime.tolist(), g.tokens), abs=1e-5)
+
+
+def _byte_model(tok, seed=2):
+    """A model that only ever emits byte tokens, mostly of multi-byte characters and
+    often in an order that is not UTF-8."""
+    m = _sub_model(tok, seed, sharpen=0.0)
+    with torch.no_grad():
+        m.decoder.bias.fill_(-30.0)
+        m.decoder.bias[4 + 0x80 : 4 + 0x100] = torch.linspace(0.0, 2.0, 128)
+        m.decoder.bias[4 + 0x61] = 1.0  # and some "a"
+    return m
+
+
+@pytest.mark.parametrize("kind", SUBWORD_KINDS)
+def test_bytes_in_an_invalid_order_give_valid_text_not_a_crash(kind):
+    tok = _subword(kind)
+    model = _byte_model(tok)
+    res, streamed = _streamed(model, tok.encode("a"), SampleConfig(length=200, temperature=1.0, seed=4, num_samples=3), tok)
+    for g, s in zip(res, streamed):
+        assert all(4 <= t < 260 for t in g.tokens)
+        assert "\ufffd" in g.text and g.text == s == tok.decode(g.tokens)
+        g.text.encode("utf-8")
+    res = sample(model, tok.encode("a"), SampleConfig(length=100, seed=5, stop=("\ufffd\ufffd", "a")), **_kw(tok))
+    assert "a" not in res[0].text and "\ufffd\ufffd" not in res[0].text
+    for g in beam_search(model, tok.encode("a"), SampleConfig(length=9, beam=3, num_return=3, stop=("a",)), **_kw(tok)):
+        g.text.encode("utf-8")
+        assert "a" not in g.text and g.text.startswith(tok.decode(g.tokens))
+
+
+def _boundaries(tok, tokens):
+    """Character offsets in the text where one token ends and the next begins."""
+    det, at, out = tok.detokenizer(), 0, []
+    for t in tokens:
+        at += len(det.feed(t))
+        if not det.pending:
+            out.append(at)
+    return out
+
+
+@pytest.mark.parametrize("kind", SUBWORD_KINDS)
+def test_stop_strings_match_across_subword_token_boundaries(kind):
+    tok = _subword(kind)
+    model = _sub_model(tok, 3, sharpen=1.5)
+    prime = tok.encode("the ")
+    checked = 0
+    for seed in range(6):
+        free = sample(model, prime, SampleConfig(length=40, temperature=1.2, seed=seed), **_kw(tok))[0]
+        cuts = [b for b in _boundaries(tok, free.tokens) if 2 <= b <= len(free.text) - 2]
+        if not cuts:
+            continue
+        b = cuts[len(cuts) // 2]
+        stop = free.text[b - 2 : b + 2]  # two characters on each side of a token boundary
+        g = sample(model, prime, SampleConfig(length=40, temperature=1.2, seed=seed, stop=(stop,)), **_kw(tok))[0]
+        assert g.finish_reason == "stop" and g.text == free.text[: free.text.index(stop)]
+        assert g.text.startswith(tok.decode(g.tokens))  # kept tokens lie within the text
+        assert g.logprob == pytest.approx(_score(model, prime.tolist(), g.tokens), abs=1e-5)
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize("kind", ["bpe", "word"])
+def test_max_chars_cuts_the_text_at_a_character_count(kind):
+    tok = _subword(kind)
+    model = _sub_model(tok, 4)
+    prime = tok.encode("a dog ")
+    free = sample(model, prime, SampleConfig(length=200, temperature=1.0, seed=9), **_kw(tok))[0]
+    assert len(free.text) > 40
+    for n in (0, 1, 17, 40):
+        g = sample(model, prime, SampleConfig(max_chars=n, temperature=1.0, seed=9), **_kw(tok))[0]
+        assert g.text == free.text[:n] and g.finish_reason == "length"
+        assert g.text.startswith(tok.decode(g.tokens))
+        assert g.logprob == pytest.approx(_score(model, prime.tolist(), g.tokens), abs=1e-5)
+    for g in beam_search(model, prime, SampleConfig(max_chars=11, beam=3, num_return=3), **_kw(tok)):
+        assert len(g.text) == 11 and g.text.startswith(tok.decode(g.tokens))
+    assert SampleConfig(max_chars=10).max_tokens == 43 and SampleConfig().max_tokens == 500
+    assert SampleConfig(length=7, max_chars=10).max_tokens == 7
+
+
+def test_max_chars_of_a_char_model_is_its_length():
+    model = _model("gru", 13)
+    a = sample(model, torch.tensor([1]), SampleConfig(length=25, seed=2), token_text=text_of, start_id=0)[0]
+    b = sample(model, torch.tensor([1]), SampleConfig(max_chars=25, seed=2), token_text=text_of, start_id=0)[0]
+    assert a.tokens == b.tokens and a.text == b.text and len(b.text) == 25
+
+
+def test_stop_matcher_limit_and_kept_tokens():
+    m = StopMatcher(["xyz"], limit=5)
+    assert m.feed("ab") == "ab" and m.feed("cx") == "c" and m.feed("yq") == "xy"
+    assert m.stopped and m.reason == "length" and m.text == "abcxy"
+    m = StopMatcher(["xyz"], limit=5)
+    assert m.feed("axyz") == "a" and m.reason == "stop"
+    tok = _subword("bpe")
+    b = lambda x: 4 + x
+    the = tok.encode("the").tolist()  # one token of three characters
+    emoji = [b(0xF0), b(0x9F), b(0x98), b(0x80)]  # one character, four tokens
+    make = tok.detokenizer
+    assert _kept_tokens(the + emoji + the, make, 3) == 1
+    assert _kept_tokens(the + emoji + the, make, 4) == 5  # the emoji's bytes count once it is whole
+    assert _kept_tokens(the + emoji[:2], make, 3) == 1
+    assert _kept_tokens(the + emoji[:2], make, 4) == 3  # an unfinished end flushes to one U+FFFD

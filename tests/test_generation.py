@@ -1,11 +1,11 @@
 import pytest
 import torch
+from conftest import CELLS, tiny_model_config
 
 from charrnn.config import SampleConfig
 from charrnn.errors import ConfigError
 from charrnn.generation import filter_logits, sample
 from charrnn.model import RNNLanguageModel
-from conftest import CELLS, tiny_model_config
 
 
 def _model(cell="lstm", seed=0):
@@ -96,7 +96,7 @@ def test_sampled_frequencies_follow_the_filtered_distribution():
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(temperature=0.0), dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.5), dict(top_k=0), dict(length=-1)]
+    "kw", [{"temperature": 0.0}, {"temperature": -1.0}, {"top_p": 0.0}, {"top_p": 1.5}, {"top_k": 0}, {"length": -1}]
 )
 def test_bad_sample_options_are_config_errors(kw):
     with pytest.raises(ConfigError):

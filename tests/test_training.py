@@ -152,3 +152,18 @@ def test_training_on_gpu(tmp_path, tiny_text, precision):
     res, _ = _train(tmp_path, tiny_text, device="cuda", precision=precision, max_steps=20)
     assert res.summary["device"].startswith("cuda") and math.isfinite(res.summary["val_bpc"])
     assert load_checkpoint(tmp_path / "run").build_model("cpu") is not None
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_validation_bpc_is_per_character_for_every_tokenizer(tmp_path, tiny_text, kind):
+    from charrnn.api import load
+    from charrnn.tokenizers import train_tokenizer
+
+    split = int(len(tiny_text) * 0.9)
+    train_text, val_text = tiny_text[:split], tiny_text[split:]
+    tok = train_tokenizer(kind, train_text, None if kind == "char" else 300)
+    res = train(train_text, val_text, ModelConfig(**SMALL), TrainConfig(batch_size=2, bptt=8, max_steps=4,
+                device="cpu", precision="fp32"), RunDirectory(tmp_path / "run"), tokenizer=tok)
+    ev = load(tmp_path / "run", latest=True).evaluate(val_text)
+    assert res.summary["final_val_bpc"] == pytest.approx(ev.bpc, rel=1e-6)
+    assert ev.chars > ev.tokens or kind == "char"

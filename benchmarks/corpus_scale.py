@@ -6,7 +6,8 @@
    (tinyshakespeare and WikiText-2, repeated; cut at a character boundary) and a 1 MB one
    (its first megabyte).
 2. Preparation: ``charrnn.prepare.prepare_corpus`` on the big corpus with an empty id
-   cache, in a fresh process: wall time and peak RSS (the target is a peak under twice
+   cache (validation part capped at 1M characters, as `charrnn train` does), in a fresh
+   process: wall time and peak RSS (the target is a peak under twice
    the corpus bytes). For reference, the peak RSS of a process that only imports torch and
    charrnn is measured too: that much of any charrnn process is the interpreter and torch.
 3. Training memory: `charrnn train` for ``--steps`` steps (default model, batch 32, bptt

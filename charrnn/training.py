@@ -522,10 +522,10 @@ class Trainer:
                 g["lr"] = self.lr
             self._step()
             self.window_steps += 1
-            if self.step % self.check_every == 0:
+            log_now = self.step % cfg.log_interval == 0 or self.step == self.planned_steps
+            if log_now or self.step % self.check_every == 0:
                 self._check_divergence()
-            if self.step % cfg.log_interval == 0 or self.step == self.planned_steps:
-                self._check_divergence()
+            if log_now:
                 self._log_progress()
             if self.step % cfg.eval_interval == 0:
                 # Skip a periodic evaluation that would eat into the final one's reserve.

@@ -32,16 +32,17 @@ from .errors import CorpusError, CorpusTooSmallError, InvalidUtf8Error
 STDIN = "-"
 
 
-def decode_utf8(raw: bytes, name: str, replace_errors: bool = False) -> str:
-    """Decode ``raw`` as UTF-8 or raise a CorpusError naming ``name`` and the byte offset."""
+def decode_utf8(raw: bytes, name: str, replace_errors: bool = False, offset: int = 0) -> str:
+    """Decode ``raw`` as UTF-8 or raise a CorpusError naming ``name`` and the byte offset
+    (``raw`` starts at byte ``offset`` of the file, for a file read in pieces)."""
     if not replace_errors:
         nul = raw.find(b"\x00")
         if nul >= 0:
-            raise CorpusError(f"{name}: looks like a binary file (NUL byte at offset {nul}), not text")
+            raise CorpusError(f"{name}: looks like a binary file (NUL byte at offset {offset + nul}), not text")
     try:
         return raw.decode("utf-8", errors="replace" if replace_errors else "strict")
     except UnicodeDecodeError as e:
-        raise InvalidUtf8Error(name, e.start, raw[e.start]) from None
+        raise InvalidUtf8Error(name, offset + e.start, raw[e.start]) from None
 
 
 def read_text(source: str | os.PathLike, replace_errors: bool = False, stdin: BinaryIO | None = None) -> str:

@@ -30,8 +30,16 @@ from typing import BinaryIO
 
 import torch
 
-from .data import STDIN, compact, read_corpus, read_text, split_point, split_text
-from .errors import CorpusError, InvalidUtf8Error
+from .data import (
+    STDIN,
+    compact,
+    decode_utf8,
+    read_corpus,
+    read_text,
+    split_point,
+    split_text,
+)
+from .errors import CorpusError
 from .tokenizers import CharTokenizer, Tokenizer
 
 CHUNK_BYTES = 1 << 18  # bytes read at a time: bounds the transient memory of both passes (measured: 4 MB
@@ -132,17 +140,6 @@ def _chunks(source: str | os.PathLike, size: int) -> Iterator[tuple[int, bytes]]
                 offset += cut
 
 
-def _decode(raw: bytes, name: str, offset: int, replace: bool) -> str:
-    if not replace:
-        nul = raw.find(b"\x00")
-        if nul >= 0:
-            raise CorpusError(f"{name}: looks like a binary file (NUL byte at offset {offset + nul}), not text")
-    try:
-        return raw.decode("utf-8", errors="replace" if replace else "strict")
-    except UnicodeDecodeError as e:
-        raise InvalidUtf8Error(name, offset + e.start, raw[e.start]) from None
-
-
 @dataclass
 class _Scan:
     digest: str
@@ -164,7 +161,7 @@ def _scan(sources: list[str], replace: bool, on_progress: Progress | None) -> _S
         h.update(f"\0{os.path.getsize(s)}\0".encode())  # file boundaries are part of the key
         for offset, raw in _chunks(s, CHUNK_BYTES):
             h.update(raw)
-            text = _decode(raw, str(s), offset, replace)
+            text = decode_utf8(raw, str(s), replace, offset)
             counts.append(len(text))
             sets.append("".join(set(text)))
             places.append((s, offset, len(raw)))
@@ -177,7 +174,7 @@ def _scan(sources: list[str], replace: bool, on_progress: Progress | None) -> _S
 def _texts(sources: list[str], replace: bool) -> Iterator[str]:
     for s in sources:
         for offset, raw in _chunks(s, CHUNK_BYTES):
-            yield _decode(raw, str(s), offset, replace)
+            yield decode_utf8(raw, str(s), replace, offset)
 
 
 # --------------------------------------------------------------------------- preparing
@@ -280,7 +277,7 @@ def _tokenizer_for(tokenizer, scan: _Scan, n_train: int, sources: list[str], rep
                 name, offset, length = scan.chunk_places[i]
                 with _open(name) as f:
                     f.seek(offset)
-                    chars.update(_decode(f.read(length), name, offset, replace)[: n_train - seen])
+                    chars.update(decode_utf8(f.read(length), name, replace, offset)[: n_train - seen])
             break
         return CharTokenizer("".join(chars))
     # A subword tokenizer learns from (a prefix of) the training text.

@@ -39,6 +39,7 @@ from .errors import (
     InvalidUtf8Error,
     ResumeMismatchError,
     RunExistsError,
+    TrainingDiverged,
     TrainingInterrupted,
 )
 
@@ -181,6 +182,7 @@ def train(
     device: DeviceOpt = Device(_T.device),
     precision: Annotated[Precision, typer.Option(help="auto: bf16 autocast where the hardware has it (AMX/AVX512-BF16 CPUs, recent GPUs), else fp32.", rich_help_panel="Hardware")] = Precision(_T.precision),
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice).", rich_help_panel="Hardware")] = _T.threads,
+    nproc: Annotated[Optional[int], typer.Option(min=1, help="Train with this many processes on this machine (torchrun underneath; DistributedDataParallel): one per GPU, or CPU processes sharing the cores. --batch-size is the global batch, split among them.", show_default=False, rich_help_panel="Hardware")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for checkpoints and metrics [default: checkpoints/<corpus name>].", rich_help_panel="Output")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the output directory.", rich_help_panel="Output")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint, exactly where it stopped. Only the limits (--max-steps, --epochs, --time-budget, counted over the whole run), --eval-interval, --log-interval, hardware and divergence options may change.", rich_help_panel="Output")] = False,
@@ -189,7 +191,46 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="Output")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a language model on CORPUS and save it in a run directory."""
+    """Train a language model on CORPUS and save it in a run directory.
+
+    With several processes (--nproc N, or started by torchrun) each trains its share of the
+    --batch-size streams; the first one writes the run directory and shows progress."""
+    from . import distributed
+
+    t0 = _command_start if _command_start is not None else time.perf_counter()
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    several = (nproc or 1) > 1 or distributed.launched()
+    if several and "-" in corpus:
+        raise ConfigError("training with several processes reads the corpus from files, not '-' (stdin)")
+    if nproc is not None and distributed.launched():
+        raise ConfigError("--nproc starts its own processes: leave it out under torchrun")
+    if (nproc or 1) > 1:
+        raise typer.Exit(distributed.launch(nproc, _without_option(_argv, "--nproc")))
+    dist = distributed.init(device.value) if distributed.launched() else None
+    with distributed.session(dist):
+        _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
+               val_file, replace_invalid, ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size,
+                                                     embedding_dim=embedding_dim, dropout=dropout,
+                                                     tie_weights=tie_weights))
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` or ``name=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
+
+
+def _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
+           val_file, replace_invalid, new_model_cfg) -> None:
+    from . import distributed
     from .checkpoint import RunDirectory, load_checkpoint
     from .config import check_model_matches, resume_train_config
     from .corpora import resolve_corpus
@@ -197,16 +238,17 @@ def train(
     from .progress import PreparationDisplay
     from .training import train as run_training
 
-    t0 = _command_start if _command_start is not None else time.perf_counter()
-    if resume and overwrite:
-        raise ConfigError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    main = dist is None or dist.main
     if out is None:
         stem = "stdin" if corpus[0] == "-" else Path(corpus[0]).stem or "corpus"
         out = Path("checkpoints") / stem
     given_train = _explicit(ctx, [f.name for f in dataclasses.fields(TrainConfig)])
     checkpoint = None
     if resume:
-        checkpoint = load_checkpoint(RunDirectory(out, resume=True).latest, resume=True)
+        # The run directory is rank 0's; the other ranks load a copy of its latest checkpoint.
+        latest = distributed.main_first(dist, lambda: RunDirectory(out, resume=True).latest)
+        local = distributed.share_file(dist, latest, ".safetensors")
+        checkpoint = distributed.each(dist, lambda: load_checkpoint(local, resume=True))
         try:
             check_model_matches(checkpoint.model_config, _explicit(ctx, _MODEL_FIELDS))
             train_cfg = resume_train_config(checkpoint.train_config, given_train)
@@ -216,15 +258,18 @@ def train(
                               f"intervals, hardware and divergence options may change") from None
         model_cfg = checkpoint.model_config
     else:
-        model_cfg = ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size, embedding_dim=embedding_dim,
-                                dropout=dropout, tie_weights=tie_weights)
+        model_cfg = new_model_cfg
         train_cfg = TrainConfig(**{**dataclasses.asdict(_T), **given_train})
     val_fraction, val_max_chars = train_cfg.val_fraction, train_cfg.val_max_chars
     exists_message = (f"{out} already holds a training run: pass --resume to continue it, --overwrite to replace "
                       f"it, or --out DIR")
-    if not resume and not overwrite and any((out / n).exists() for n in ("best.safetensors", "latest.safetensors")):
-        raise CharrnnError(exists_message)  # say so before the corpus is prepared
-    sources = [resolve_corpus(c) for c in corpus]
+    def check_out() -> None:
+        if not resume and not overwrite and any((out / n).exists() for n in ("best.safetensors", "latest.safetensors")):
+            raise CharrnnError(exists_message)  # say so before the corpus is prepared
+
+    distributed.main_first(dist, check_out)
+    distributed.main_first(dist, lambda: [resolve_corpus(c) for c in corpus])  # downloads once, on rank 0
+    sources = distributed.each(dist, lambda: [resolve_corpus(c) for c in corpus])
     if resume:
         _tokenizer_for_training(tokenizer, vocab_size, tokenizer_file, "", resume)  # refuses tokenizer options
         tok_arg = checkpoint.tokenizer
@@ -235,31 +280,71 @@ def train(
     else:
         def tok_arg(train_text: str):
             return _tokenizer_for_training(tokenizer, vocab_size, None, train_text, False)
-    with PreparationDisplay(err, enabled=not quiet) as prep:
-        data = prepare_corpus(sources, val_fraction=val_fraction, val_max_chars=val_max_chars, replace_errors=replace_invalid, tokenizer=tok_arg,
+
+    def prepare(tok, on_progress=None):
+        return prepare_corpus(sources, val_fraction=val_fraction, val_max_chars=val_max_chars,
+                              replace_errors=replace_invalid, tokenizer=tok,
                               val_source=resolve_corpus(val_file) if val_file is not None else None,
-                              on_progress=prep.update)
-    try:
-        run_dir = RunDirectory(out, overwrite=overwrite, resume=resume)
-    except RunExistsError:
-        raise CharrnnError(exists_message) from None
+                              on_progress=on_progress)
+
+    # Rank 0 prepares the corpus (and trains the tokenizer); the others then encode with
+    # its tokenizer, from the id cache when they share its machine.
+    with PreparationDisplay(err, enabled=not quiet and main) as prep:
+        data = distributed.main_first(dist, lambda: prepare(tok_arg, prep.update))
+    if dist is not None and dist.world_size > 1:
+        data = _prepare_on_every_rank(dist, data, prepare)
+
+    def open_run() -> RunDirectory:
+        try:
+            return RunDirectory(out, overwrite=overwrite, resume=resume)
+        except RunExistsError:
+            raise CharrnnError(exists_message) from None
+
+    run_dir = distributed.main_first(dist, open_run)
 
     from .progress import TrainingDisplay
 
-    display = TrainingDisplay(err, enabled=not quiet)
+    display = TrainingDisplay(err, enabled=not quiet and main)
     try:
         # SIGINT and SIGTERM during the loop stop it at the end of the step with a save
         # (see training.py); a second one stops at once.
         with display:
             result = run_training(None, None, model_cfg, train_cfg, run_dir, on_event=display.handle,
-                                  start_time=t0, resume=checkpoint, corpus=data)
+                                  start_time=t0, resume=checkpoint, corpus=data, dist=dist)
     except CorpusTooSmallError as e:
         raise CharrnnError(
             f"the {e.split} text has {e.tokens:,} tokens, too few for {_FLAG_OF['batch_size']} {e.batch_size} "
             f"and {_FLAG_OF['bptt']} {e.bptt} (needs {e.needed:,}): lower them or give a larger corpus"
         ) from None
-    if json_out:
+    if json_out and main:
         _print_json(result.summary)
+
+
+def _prepare_on_every_rank(dist, data, prepare):
+    """Give every rank rank 0's tokenizer and the same token ids (checked by digest)."""
+    import tempfile
+
+    from . import distributed
+    from .errors import CorpusError
+    from .tokenizers import load_tokenizer, save_tokenizer
+
+    def write_tokenizer() -> Path:
+        path = Path(tempfile.mkdtemp(prefix="charrnn-tok-")) / "tokenizer.safetensors"
+        save_tokenizer(path, data.tokenizer)
+        return path
+
+    local = distributed.share_file(dist, distributed.main_first(dist, write_tokenizer), ".safetensors")
+    if not dist.main:
+        data = distributed.each(dist, lambda: prepare(load_tokenizer(local)))
+    else:
+        distributed.each(dist, lambda: None)
+        local.unlink()
+        local.parent.rmdir()
+    other = distributed.same_everywhere(dist, data.fingerprint)
+    if other:
+        raise CorpusError(f"process(es) {', '.join(map(str, other))} read other text than process 0: every process "
+                          f"of the run needs the same corpus files")
+    return data
 
 
 # --------------------------------------------------------------------------- sample
@@ -593,7 +678,19 @@ def tokenizer_decode(
 
 # --------------------------------------------------------------------------- entry point
 
-def _fail(message: str, code: int, prefix: str = "error: ") -> None:
+_argv: list[str] = []  # the arguments of this command (--nproc passes them on)
+
+
+def _other_rank() -> bool:
+    """A process of a distributed run other than rank 0 (started by torchrun)."""
+    return "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0") not in ("", "0")
+
+
+def _fail(message: str, code: int, prefix: str = "error: ", every_rank: bool = False) -> None:
+    """One line on stderr and exit. In a distributed run, errors every process meets alike
+    (options, interruptions, divergence) are reported by rank 0 alone."""
+    if _other_rank() and not every_rank:
+        sys.exit(code)
     message = " ".join(str(message).split())
     err.print(f"charrnn: {prefix}{message}", style="bold red", markup=False, highlight=False)
     sys.exit(code)
@@ -606,6 +703,8 @@ def main(argv: list[str] | None = None) -> None:
     if sys.stdout is None:  # started with stdout closed (`>&-`): like a closed pipe, the product goes nowhere
         sys.stdout = open(os.devnull, "w", encoding="utf-8")
     _import_time = None
+    global _argv
+    _argv = list(argv if argv is not None else sys.argv[1:])
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="charrnn", standalone_mode=False)
@@ -627,8 +726,16 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e) + ("; continue with --resume" if e.saved and not e.forced else ""), e.exit_code, prefix="")
     except InvalidUtf8Error as e:
         _fail(f"{e} (--replace-invalid does that)", e.exit_code)
-    except CharrnnError as e:
+    except (ConfigError, TrainingDiverged) as e:
         _fail(str(e), e.exit_code)
+    except CharrnnError as e:
+        # Failures of one process (lost contact, a file missing on its machine) are its own to report.
+        from .distributed import PeerFailed
+
+        if isinstance(e, PeerFailed):
+            sys.exit(e.exit_code)
+        rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
+        _fail(str(e), e.exit_code, prefix="error: " if rank == "0" else f"error: process {rank}: ", every_rank=True)
     except BrokenPipeError:
         _quiet_stdout()
     if isinstance(code, int) and code:

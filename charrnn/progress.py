@@ -64,7 +64,8 @@ class TrainingDisplay:
                 limit.append(f"{d['time_budget']:g} s")
             self._log(
                 f"charrnn: {m['layers']}x{m['hidden_size']} {m['cell'].upper()}, {d['params']:,} parameters, "
-                f"vocabulary {d['vocab_size']}, on {d['device']} ({d['precision']}); "
+                f"vocabulary {d['vocab_size']}, on {d['device']} ({d['precision']})"
+                f"{' x %d processes' % d['processes'] if d.get('processes', 1) > 1 else ''}; "
                 f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens; "
                 f"{d['windows_per_epoch']:,} steps per epoch; stopping at {' or '.join(limit)}"
             )

@@ -29,6 +29,14 @@ skipped steps in a row the weights and optimizer state are reloaded from the lat
 checkpoint (always finite, since bad steps never reach the weights) and the learning rate
 is multiplied by ``rollback_lr_factor``; after ``max_rollbacks`` rollbacks the run stops
 with TrainingDiverged. There is no "loss grew too much" abort.
+
+Several processes (``dist``, see distributed.py): rank r of W trains rows
+[r*B/W, (r+1)*B/W) of the same (B, S) stream layout, DistributedDataParallel averages the
+gradients, and each step's loss is summed over the ranks, so the update, the clipping, the
+skip decision and the logged loss are those of one process with batch B. Signals and the
+time budget are decided together at each check (every step on the CPU, every log interval
+on CUDA); rank 0 validates and broadcasts the result; each save gathers every rank's
+hidden state and RNG state, and rank 0 alone writes files and reports events.
 """
 
 from __future__ import annotations
@@ -45,10 +53,12 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .checkpoint import Checkpoint, RunDirectory, load_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import StreamBatches
-from .errors import CheckpointError, CorpusError, TrainingDiverged, TrainingInterrupted
+from .distributed import DistContext
+from .errors import CheckpointError, ConfigError, CorpusError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EvalResult, evaluate, scored_char_count
 from .model import RNNLanguageModel, State, detach_state
 from .runtime import autocast, resolve_device, resolve_precision
@@ -57,6 +67,7 @@ from .tokenizers import Tokenizer
 
 VAL_STREAMS = 16  # parallel streams for validation (each warmed up; see evaluation.py)
 RESUME_VERSION = 1  # version of the training state stored in latest.safetensors
+RANK_SEED_STRIDE = 1_000_003  # rank r > 0 draws dropout masks from seed + r * this
 
 
 @dataclass
@@ -109,18 +120,25 @@ class Trainer:
         corpus: Corpus,
         model_config: ModelConfig,
         train_config: TrainConfig,
-        run_dir: RunDirectory,
+        run_dir: RunDirectory | None,
         on_event: Callable[[Event], None] = lambda e: None,
         start_time: float | None = None,
         resume: Checkpoint | None = None,
+        dist: DistContext | None = None,
     ):
         self.t0 = time.perf_counter() if start_time is None else start_time
         self.cfg = cfg = train_config
+        # One process, or one rank of several: ``main`` (rank 0) writes files and reports.
+        self.dist = dist if dist is not None and dist.world_size > 1 else None
+        self.main = dist is None or dist.main
+        self.world = self.dist.world_size if self.dist else 1
+        if self.main and run_dir is None:
+            raise TypeError("the main process needs a run directory")
         self.run_dir = run_dir
-        self.on_event = on_event
+        self.on_event = on_event if self.main else (lambda e: None)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
+        self.device = dist.device if dist is not None else resolve_device(cfg.device)
         self.dtype = resolve_precision(cfg.precision, self.device)
         if resume is not None:
             model_config = resume.model_config
@@ -134,6 +152,14 @@ class Trainer:
         # Validation bpc divides by the characters the scored tokens cover, as eval does.
         self.val_chars = scored_char_count(tok, corpus.val_text_chars, self.val_ids)
         self.batches = StreamBatches.build(corpus.train, cfg.batch_size, cfg.bptt)
+        if self.dist:
+            if cfg.batch_size % self.world:
+                raise ConfigError(f"batch size {cfg.batch_size} (the global batch) does not divide evenly among "
+                                  f"{self.world} processes")
+            # This rank's streams: a contiguous block of rows of the global layout.
+            rows = cfg.batch_size // self.world
+            self.rows = slice(self.dist.rank * rows, (self.dist.rank + 1) * rows)
+            self.batches.data = self.batches.data[self.rows]
         if self.device.type == "cuda":
             # The whole id array goes to the GPU once (2 bytes a token: 400 MB for a 200M-token
             # corpus): windows are then device views, with no host-to-device copy per step.
@@ -145,6 +171,15 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = RNNLanguageModel(model_config).to(self.device)
         self.model.train()
+        # What a step calls: the model itself, or its DDP wrapper that averages gradients.
+        self.net: torch.nn.Module = self.model
+        if self.dist:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
+            if self.dist.rank:
+                torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * self.dist.rank)  # own dropout masks
         self.opt, self.fused = _optimizer(self.model, cfg)
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
         # Divergence checks read a device flag: every step on the CPU (free there) or
@@ -195,15 +230,26 @@ class Trainer:
         for index, entries in opt_state["state"].items():
             for name, value in entries.items():
                 tensors[f"opt.{index}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
-        tensors["rng.cpu"] = torch.get_rng_state()
         cuda_rng = 0
-        if self.device.type == "cuda":
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng.cuda.{i}"] = s
-                cuda_rng += 1
+        if self.dist is None:
+            tensors["rng.cpu"] = torch.get_rng_state()
+            if self.device.type == "cuda":
+                for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                    tensors[f"rng.cuda.{i}"] = s
+                    cuda_rng += 1
+        else:
+            # Every rank's generators: rank 0's under the one-process names, the others' by rank.
+            for r, s in enumerate(distributed.all_gather(self.dist, torch.get_rng_state())):
+                tensors["rng.cpu" if r == 0 else f"rng.rank{r}.cpu"] = s
+            if self.device.type == "cuda":
+                for r, s in enumerate(distributed.all_gather(self.dist, torch.cuda.get_rng_state(self.device))):
+                    tensors["rng.cuda.0" if r == 0 else f"rng.rank{r}.cuda"] = s
+                cuda_rng = 1
         hidden = 0
         if self.state is not None:
             parts = self.state if isinstance(self.state, tuple) else (self.state,)
+            if self.dist:  # (L, N/W, H) per rank -> the global (L, N, H), rows in rank order
+                parts = tuple(torch.cat(distributed.all_gather(self.dist, s), dim=1) for s in parts)
             for i, s in enumerate(parts):
                 tensors[f"hidden.{i}"] = s
             hidden = len(parts)
@@ -225,6 +271,7 @@ class Trainer:
             "optimizer_groups": opt_state["param_groups"],
             "hidden": hidden,
             "cuda_rng": cuda_rng,
+            "world_size": self.world,
         }
         return meta, tensors
 
@@ -263,13 +310,28 @@ class Trainer:
             self.best, self.last_val = r["best"], r["last_val"]
             self.last_eval_step = int(r["last_eval_step"])
             self.rollbacks, self.lr_factor, self.skipped = int(r["rollbacks"]), float(r["lr_factor"]), int(r["skipped"])
-            parts = tuple(t[f"hidden.{i}"].to(self.device) for i in range(int(r["hidden"])))
+            parts = tuple(t[f"hidden.{i}"] for i in range(int(r["hidden"])))
+            if any(p.dim() != 3 or p.shape[1] != self.cfg.batch_size for p in parts):
+                raise ValueError("carried state of another batch size")
+            if self.dist:
+                parts = tuple(p[:, self.rows] for p in parts)  # this rank's streams
+            parts = tuple(p.to(self.device) for p in parts)
             self.state = None if not parts else parts if len(parts) > 1 else parts[0]
             for name in ("loss_sum", "ok_count", "bad_new", "bad_run", "bad_run_max"):
                 getattr(self, name).copy_(t[f"acc.{name}"])
-            torch.set_rng_state(t["rng.cpu"])
-            if self.device.type == "cuda" and r["cuda_rng"] == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all([t[f"rng.cuda.{i}"] for i in range(r["cuda_rng"])])
+            rank = self.dist.rank if self.dist else 0
+            cpu_key = "rng.cpu" if rank == 0 else f"rng.rank{rank}.cpu"
+            if cpu_key in t:
+                torch.set_rng_state(t[cpu_key])
+            else:  # a rank the saved run did not have: its own stream, from the seed and the step
+                torch.manual_seed(self.cfg.seed + RANK_SEED_STRIDE * rank + self.step)
+            if self.device.type == "cuda":
+                if self.dist is None and r["cuda_rng"] == torch.cuda.device_count():
+                    torch.cuda.set_rng_state_all([t[f"rng.cuda.{i}"] for i in range(r["cuda_rng"])])
+                elif self.dist is not None:
+                    cuda_key = "rng.cuda.0" if rank == 0 else f"rng.rank{rank}.cuda"
+                    if cuda_key in t:
+                        torch.cuda.set_rng_state(t[cuda_key], self.device)
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{where}: training state is damaged or does not fit this run ({e})") from None
         self.resumed_from = self.step
@@ -279,16 +341,38 @@ class Trainer:
 
     # ------------------------------------------------------------------ saving
 
-    def _save_latest(self, metrics: dict[str, Any]) -> str:
-        path = self.run_dir.save("latest", self.model, self.cfg, self.tok, self.step, metrics, self._resume_state())
+    def _on_main(self, fn: Callable[[], Any]) -> Any:
+        """Run a write on the main process; with several, every rank learns if it failed."""
+        return distributed.main_first(self.dist, fn)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self._on_main(lambda: self.run_dir.log(record))
+
+    def _save(self, which: str, metrics: dict[str, Any], state=None) -> None:
+        self._on_main(lambda: self.run_dir.save(which, self.model, self.cfg, self.tok, self.step, metrics, state))
+
+    def _save_latest(self, metrics: dict[str, Any]) -> str | None:
+        self._save("latest", metrics, self._resume_state())  # the state gathers from every rank
         self.saved_step = self.step
-        return str(path)
+        return str(self.run_dir.latest) if self.main else None
 
     def _validate(self) -> tuple[EvalResult, float]:
-        t = time.perf_counter()
-        res = evaluate(self.model, self.val_ids, unk_id=self.tok.unk_id, chars=self.val_chars, streams=VAL_STREAMS,
-                       dtype=self.dtype)
-        return res, time.perf_counter() - t
+        def run() -> tuple[EvalResult, float]:
+            t = time.perf_counter()
+            res = evaluate(self.model, self.val_ids, unk_id=self.tok.unk_id, chars=self.val_chars,
+                           streams=VAL_STREAMS, dtype=self.dtype)
+            return res, time.perf_counter() - t
+
+        if self.dist is None:
+            return run()
+        # Rank 0 validates; the others wait for its numbers.
+        found = self._on_main(run)
+        v = torch.zeros(5, dtype=torch.float64)
+        if found is not None:
+            res, secs = found
+            v = torch.tensor([res.nll, res.tokens, res.chars, res.unknown, secs], dtype=torch.float64)
+        v = distributed.all_reduce(self.dist, v).tolist()
+        return EvalResult(v[0], int(v[1]), int(v[2]), int(v[3])), v[4]
 
     def _record_eval(self, final: bool) -> None:
         res, secs = self._validate()
@@ -303,13 +387,12 @@ class Trainer:
         t = time.perf_counter()
         if improved:
             self.best = dict(metrics)
-            self.run_dir.save("best", self.model, self.cfg, self.tok, self.step,
-                              {**metrics, "best_val_bpc": res.bpc, "best_step": self.step})
+            self._save("best", {**metrics, "best_val_bpc": res.bpc, "best_step": self.step})
         # best before latest: a crash between the two leaves a latest whose idea of the
         # best is older, and replaying from it rewrites the same best again.
         self._save_latest({**metrics, "best_val_bpc": self.best["val_bpc"], "best_step": self.best["step"]})
         self.save_seconds = max((time.perf_counter() - t) / (2 if improved else 1), 0.05)
-        self.run_dir.log({"event": "eval", **metrics, "best": improved, "final": final})
+        self._log({"event": "eval", **metrics, "best": improved, "final": final})
         self._emit("eval", {**metrics, "best_val_bpc": self.best["val_bpc"], "improved": improved, "final": final})
 
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
@@ -335,11 +418,28 @@ class Trainer:
             fractions.append((now - self.t0) / max(self.cfg.time_budget - self._reserve(), 1e-6))
         return max(fractions)
 
-    def _limit_reached(self, now: float) -> bool:
+    def _limit_reached(self, now: float, ahead: int = 1) -> bool:
+        """Whether to stop now; ``ahead``: steps until the next chance to stop."""
         if self.planned_steps is not None and self.step >= self.planned_steps:
             return True
         budget = self.cfg.time_budget
-        return budget is not None and now - self.t0 + self.step_seconds + self._reserve() >= budget
+        return budget is not None and now - self.t0 + ahead * self.step_seconds + self._reserve() >= budget
+
+    def _control(self, now: float) -> tuple[int | None, bool]:
+        """(signal to stop on, limit reached), the same on every rank.
+
+        With several processes the ranks exchange their signal and rank 0's clock at each
+        check (every ``check_every`` steps); between checks only the step limit applies.
+        """
+        if self.dist is None:
+            return self._stop_signal, self._limit_reached(now)
+        steps_done = self.planned_steps is not None and self.step >= self.planned_steps
+        if self.step % self.check_every:
+            return None, steps_done
+        limit = self._limit_reached(now, ahead=self.check_every) if self.main else steps_done
+        mine = torch.tensor([self._stop_signal or 0, int(limit)], dtype=torch.long)
+        sig, limit = distributed.all_reduce(self.dist, mine, "max").tolist()
+        return (sig or None), bool(limit)
 
     # ------------------------------------------------------------------ stepping
 
@@ -353,12 +453,14 @@ class Trainer:
         x = x.to(self.device, dtype=torch.long, non_blocking=True)
         y = y.to(self.device, dtype=torch.long, non_blocking=True)
         with autocast(self.device, self.dtype):
-            logits, state = model(x, before)
+            logits, state = self.net(x, before)
         loss = self.loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         loss = loss.detach()
+        if self.dist:  # the mean over the global batch (equal tokens per rank), the same on every rank
+            loss = distributed.all_reduce(self.dist, loss.float()) / self.world
         ok = torch.isfinite(loss) & torch.isfinite(norm)
         if self.fused:
             opt.found_inf = (~ok).float()  # the kernel leaves weights and moments alone when set
@@ -379,8 +481,8 @@ class Trainer:
         self.bad_run.mul_(bad).add_(bad)  # consecutive skipped steps: reset on a good one
         torch.maximum(self.bad_run_max, self.bad_run, out=self.bad_run_max)
         self.step += 1
-        self.tokens_seen += x.numel()
-        self.window_tokens += x.numel()
+        self.tokens_seen += x.numel() * self.world
+        self.window_tokens += x.numel() * self.world
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of a window (a method, so tests can poison it)."""
@@ -398,7 +500,7 @@ class Trainer:
         self.skipped += new
         self.bad_new.zero_()
         self.bad_run_max.copy_(self.bad_run)
-        self.run_dir.log({"event": "skip", "step": self.step, "skipped": new, "total_skipped": self.skipped})
+        self._log({"event": "skip", "step": self.step, "skipped": new, "total_skipped": self.skipped})
         self._emit("skip", {"skipped": new, "total_skipped": self.skipped, "in_a_row": longest,
                             "new_streak": new_streak, "rollback_after": self.cfg.rollback_after})
         if longest >= self.cfg.rollback_after:
@@ -406,18 +508,26 @@ class Trainer:
 
     def _rollback(self, in_a_row: int) -> None:
         if self.rollbacks >= self.cfg.max_rollbacks:
-            where = f"{self.run_dir.latest} (step {self.saved_step})" if self.saved_step is not None else "none"
+            latest = self.run_dir.latest if self.run_dir is not None else "latest.safetensors"
+            where = f"{latest} (step {self.saved_step})" if self.saved_step is not None else "none"
             raise TrainingDiverged(
                 f"training diverged: {in_a_row} steps in a row had a non-finite loss or gradient at step "
                 f"{self.step}, after {self.rollbacks} rollback(s) (learning rate now x{self.lr_factor:g}); "
                 f"the last good checkpoint is {where}"
             )
-        ck = load_checkpoint(self.run_dir.latest, resume=True)
-        try:
-            self.model.load_state_dict(ck.weights, strict=True)
-            self._load_optimizer(ck.resume or {}, ck.resume_tensors)
-        except (KeyError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{ck.path}: cannot roll back to it ({e})") from None
+        # Rank 0 holds the file; the other ranks load a copy of its bytes.
+        path = distributed.share_file(self.dist, self.run_dir.latest if self.main else None, ".safetensors")
+
+        def load() -> Checkpoint:
+            ck = load_checkpoint(path, resume=True)
+            try:
+                self.model.load_state_dict(ck.weights, strict=True)
+                self._load_optimizer(ck.resume or {}, ck.resume_tensors)
+            except (KeyError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{ck.path}: cannot roll back to it ({e})") from None
+            return ck
+
+        ck = distributed.each(self.dist, load)
         self.rollbacks += 1
         self.lr_factor *= self.cfg.rollback_lr_factor
         self.state = None
@@ -425,7 +535,7 @@ class Trainer:
         for t in (self.bad_run, self.bad_run_max):
             t.zero_()
         data = {"rollback": self.rollbacks, "to_step": ck.step, "lr_factor": self.lr_factor, "in_a_row": in_a_row}
-        self.run_dir.log({"event": "rollback", "step": self.step, **data})
+        self._log({"event": "rollback", "step": self.step, **data})
         self._emit("rollback", data)
 
     def _log_progress(self) -> None:
@@ -441,7 +551,7 @@ class Trainer:
                "train_bpc": None if train_loss is None else train_loss / math.log(2), "lr": self.lr,
                "tokens_per_sec": self.tokens_per_sec, "epoch": self.step / self.batches.windows_per_epoch,
                "skipped": self.skipped}
-        self.run_dir.log({"event": "train", **rec})
+        self._log({"event": "train", **rec})
         self._emit("progress", {**rec, "planned_steps": self.planned_steps, "progress": self._progress(t),
                                 "val_bpc": self.last_val["bpc"] if self.last_val else None})
 
@@ -476,9 +586,18 @@ class Trainer:
             try:
                 return self._run()
             except KeyboardInterrupt:
-                saved = str(self.run_dir.latest) if self.saved_step is not None else None
+                saved = str(self.run_dir.latest) if self.saved_step is not None and self.main else None
                 raise TrainingInterrupted(self.step, saved, self._stop_signal or signal.SIGINT, forced=True,
                                           saved_step=self.saved_step) from None
+            except (RuntimeError, distributed.PeerLost) as e:
+                if self.dist is None or not (isinstance(e, distributed.PeerLost) or distributed.is_comm_error(e)):
+                    raise
+                last = (f"the last checkpoint is {self.run_dir.latest} (step {self.saved_step}); continue with "
+                        f"--resume" if self.main and self.saved_step is not None else "")
+                reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+                if not isinstance(e, distributed.PeerLost):
+                    reason = f"lost contact with another process of the run ({reason})"
+                raise distributed.PeerLost(f"{reason} at step {self.step}" + (f"; {last}" if last else "")) from None
 
     def _stop_now(self) -> None:
         metrics = {"step": self.step, "time": round(time.perf_counter() - self.t0, 3), "interrupted": True,
@@ -486,7 +605,7 @@ class Trainer:
         if self.best:
             metrics.update(best_val_bpc=self.best["val_bpc"], best_step=self.best["step"])
         path = self._save_latest(metrics)
-        self.run_dir.log({"event": "interrupted", "step": self.step, "signal": self._stop_signal})
+        self._log({"event": "interrupted", "step": self.step, "signal": self._stop_signal})
         raise TrainingInterrupted(self.step, path, self._stop_signal or signal.SIGINT)
 
     def _run(self) -> TrainResult:
@@ -496,26 +615,31 @@ class Trainer:
             "precision": str(self.dtype).replace("torch.", "") if self.dtype else "fp32",
             "train_tokens": self.train_tokens, "val_tokens": self.val_ids.numel(),
             "vocab_size": self.tok.vocab_size, "planned_steps": self.planned_steps, "time_budget": cfg.time_budget,
-            "windows_per_epoch": self.batches.windows_per_epoch,
+            "windows_per_epoch": self.batches.windows_per_epoch, "processes": self.world,
             "model_config": dataclasses.asdict(self.model.config), "resumed_from": self.resumed_from,
         })
         if self.resumed_from is None:
             # Both checkpoints exist from the start: the run directory is loadable and
             # resumable whenever the process dies, and a rollback always has a target.
-            self.run_dir.save("best", self.model, cfg, self.tok, 0, {"step": 0})
+            self._save("best", {"step": 0})
             self._save_latest({"step": 0})
         else:
-            self.run_dir.truncate_log(self.step)
-            if not self.run_dir.best.exists():  # deleted by hand: the next evaluation writes it again
+            self._on_main(lambda: self.run_dir.truncate_log(self.step))
+            missing = torch.tensor([int(self.main and not self.run_dir.best.exists())])
+            if self.dist:
+                missing = distributed.all_reduce(self.dist, missing, "max")
+            if missing.item():  # deleted by hand: the next evaluation writes it again
                 self.best = None
         self.train_t0 = self.window_t = time.perf_counter()
         self.window_tokens = self.window_steps = 0
         steps_before = self.step
         while True:
-            if self._stop_signal is not None:
-                self._stop_now()
             now = time.perf_counter()
-            if self._limit_reached(now):
+            signum, limit = self._control(now)
+            if signum is not None:
+                self._stop_signal = signum
+                self._stop_now()
+            if limit:
                 break
             self.lr = lr_at(cfg, self.step, self._progress(now)) * self.lr_factor
             for g in self.opt.param_groups:
@@ -528,8 +652,13 @@ class Trainer:
             if log_now:
                 self._log_progress()
             if self.step % cfg.eval_interval == 0:
-                # Skip a periodic evaluation that would eat into the final one's reserve.
-                if cfg.time_budget is None or time.perf_counter() - self.t0 + 2 * self._reserve() < cfg.time_budget:
+                # Skip a periodic evaluation that would eat into the final one's reserve
+                # (rank 0's clock decides for every rank).
+                room = cfg.time_budget is None or time.perf_counter() - self.t0 + 2 * self._reserve() < cfg.time_budget
+                if self.dist and cfg.time_budget is not None:
+                    flag = torch.tensor([int(self.main and room)])
+                    room = bool(distributed.all_reduce(self.dist, flag, "max").item())
+                if room:
                     self._record_eval(final=False)
 
         if self.step == 0:
@@ -558,9 +687,10 @@ class Trainer:
             "params": self.model.num_parameters(),
             "elapsed": elapsed,
             "device": str(self.device),
-            "checkpoint": str(self.run_dir.best),
-            "latest": str(self.run_dir.latest),
-            "run_dir": str(self.run_dir.path),
+            "processes": self.world,
+            "checkpoint": str(self.run_dir.best) if self.main else None,
+            "latest": str(self.run_dir.latest) if self.main else None,
+            "run_dir": str(self.run_dir.path) if self.main else None,
         }
         self._emit("done", summary)
         return TrainResult(summary, self.model, self.tok)
@@ -577,6 +707,7 @@ def train(
     start_time: float | None = None,
     resume: Checkpoint | None = None,
     corpus: Corpus | None = None,
+    dist: DistContext | None = None,
 ) -> TrainResult:
     """Train a model on ``train_text``, validating on ``val_text``; return the summary.
 
@@ -590,4 +721,4 @@ def train(
         if train_text is None or val_text is None:
             raise TypeError("train() needs train_text and val_text, or corpus")
         corpus = Corpus.from_texts(train_text, val_text, resume.tokenizer if resume is not None else tokenizer)
-    return Trainer(corpus, model_config, train_config, run_dir, on_event, start_time, resume).run()
+    return Trainer(corpus, model_config, train_config, run_dir, on_event, start_time, resume, dist).run()

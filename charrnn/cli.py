@@ -18,6 +18,7 @@ import time
 _import_time: float | None = time.perf_counter()
 _command_start: float | None = None
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -206,6 +207,14 @@ def train(
     if nproc is not None and distributed.launched():
         raise ConfigError("--nproc starts its own processes: leave it out under torchrun")
     if (nproc or 1) > 1:
+        # Say what the processes would all say, before starting them.
+        batch = batch_size
+        if resume:
+            from .checkpoint import load_checkpoint
+
+            with contextlib.suppress(CharrnnError):  # the processes report a missing or bad run
+                batch = load_checkpoint(_default_out(out, corpus), latest=True).train_config.batch_size
+        distributed.check_batch(batch, nproc)
         raise typer.Exit(distributed.launch(nproc, _without_option(_argv, "--nproc")))
     dist = distributed.init(device.value) if distributed.launched() else None
     with distributed.session(dist):
@@ -213,6 +222,13 @@ def train(
                val_file, replace_invalid, ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size,
                                                      embedding_dim=embedding_dim, dropout=dropout,
                                                      tie_weights=tie_weights))
+
+
+def _default_out(out: Path | None, corpus: list[str]) -> Path:
+    if out is not None:
+        return out
+    stem = "stdin" if corpus[0] == "-" else Path(corpus[0]).stem or "corpus"
+    return Path("checkpoints") / stem
 
 
 def _without_option(argv: list[str], name: str) -> list[str]:
@@ -239,9 +255,7 @@ def _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, ov
     from .training import train as run_training
 
     main = dist is None or dist.main
-    if out is None:
-        stem = "stdin" if corpus[0] == "-" else Path(corpus[0]).stem or "corpus"
-        out = Path("checkpoints") / stem
+    out = _default_out(out, corpus)
     given_train = _explicit(ctx, [f.name for f in dataclasses.fields(TrainConfig)])
     checkpoint = None
     if resume:

@@ -140,7 +140,10 @@ def session(ctx: DistContext | None) -> Iterator[None]:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    if not text:
+        return type(e).__name__
+    text = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text.splitlines()[0])  # the C++ source location
+    return re.split(r"(?<=[a-z])\. ", text, maxsplit=1)[0].rstrip(".")  # the first sentence
 
 
 _COMM_ERROR = re.compile(r"gloo|nccl|connection|peer|socket|process ?group|timed? ?out|broken pipe", re.I)
@@ -269,6 +272,13 @@ def same_everywhere(ctx: DistContext | None, value: str) -> list[int]:
     return [r for r, v in enumerate(everyone) if not torch.equal(v, everyone[0])]
 
 
+def check_batch(batch_size: int, world_size: int) -> None:
+    """The global batch must split into equal shares (equal shares keep the gradient mean exact)."""
+    if batch_size % world_size:
+        raise ConfigError(f"batch size {batch_size} (the global batch) does not divide evenly among "
+                          f"{world_size} processes")
+
+
 # --------------------------------------------------------------------------- launching
 
 def launch(nproc: int, argv: list[str]) -> int:
@@ -277,7 +287,8 @@ def launch(nproc: int, argv: list[str]) -> int:
 
     Each process gets cpu_count / nproc threads unless OMP_NUM_THREADS says otherwise.
     The ranks report their own errors; this returns rank 0's exit code (or the first
-    failure's) without torchrun's own error report.
+    failure's) without torchrun's own error report, or raises CharrnnError naming the
+    processes that were killed by a signal (they could not report).
     """
     import logging
     import signal
@@ -286,16 +297,28 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    logging.getLogger("torch.distributed").setLevel(logging.ERROR)
+    # The ranks report for themselves; torch's launcher would add its own warnings and tracebacks
+    # (each of its loggers has its own level, so set them all).
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("torch.distributed") and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.CRITICAL)
     args = torchrun.parse_args(["--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc),
                                 "--max-restarts", "0", "--monitor-interval", "0.1", "-m", "charrnn", *argv])
     try:
         torchrun.run(args)
         return 0
     except ChildFailedError as e:
-        failures: dict[int, Any] = e.failures
-        first = failures.get(0) or min(failures.items(), key=lambda kv: kv[1].timestamp)[1]
-        code = first.exitcode
+        # A process killed by a signal cannot say so itself (SIGTERM is the launcher's own
+        # way of stopping the others); the rest reported their errors.
+        killed = sorted((r, -f.exitcode) for r, f in e.failures.items() if f.exitcode < 0 and -f.exitcode != 15)
+        if killed:
+            names = [signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+                     for _, sig in killed]
+            error = CharrnnError("; ".join(f"process {r} of {nproc} was killed by {n}"
+                                           for (r, _), n in zip(killed, names)))
+            error.exit_code = 128 + killed[0][1]
+            raise error from None
+        code = (e.failures.get(0) or min(e.failures.values(), key=lambda f: f.timestamp)).exitcode
         return 128 - code if code < 0 else code  # killed by signal N: the shell's 128 + N
     except Exception as e:  # noqa: BLE001 - the launcher's own failures (ports, rendezvous)
         name = type(e).__name__

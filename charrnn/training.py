@@ -58,7 +58,7 @@ from .checkpoint import Checkpoint, RunDirectory, load_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import StreamBatches
 from .distributed import DistContext
-from .errors import CheckpointError, ConfigError, CorpusError, TrainingDiverged, TrainingInterrupted
+from .errors import CheckpointError, CorpusError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EvalResult, evaluate, scored_char_count
 from .model import RNNLanguageModel, State, detach_state
 from .runtime import autocast, resolve_device, resolve_precision
@@ -129,7 +129,8 @@ class Trainer:
         self.t0 = time.perf_counter() if start_time is None else start_time
         self.cfg = cfg = train_config
         # One process, or one rank of several: ``main`` (rank 0) writes files and reports.
-        self.dist = dist if dist is not None and dist.world_size > 1 else None
+        # Under torchrun even one process trains through DDP: what runs on one GPU is what runs on N.
+        self.dist = dist
         self.main = dist is None or dist.main
         self.world = self.dist.world_size if self.dist else 1
         if self.main and run_dir is None:
@@ -153,9 +154,7 @@ class Trainer:
         self.val_chars = scored_char_count(tok, corpus.val_text_chars, self.val_ids)
         self.batches = StreamBatches.build(corpus.train, cfg.batch_size, cfg.bptt)
         if self.dist:
-            if cfg.batch_size % self.world:
-                raise ConfigError(f"batch size {cfg.batch_size} (the global batch) does not divide evenly among "
-                                  f"{self.world} processes")
+            distributed.check_batch(cfg.batch_size, self.world)
             # This rank's streams: a contiguous block of rows of the global layout.
             rows = cfg.batch_size // self.world
             self.rows = slice(self.dist.rank * rows, (self.dist.rank + 1) * rows)

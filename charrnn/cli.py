@@ -215,13 +215,28 @@ def train(
             with contextlib.suppress(CharrnnError):  # the processes report a missing or bad run
                 batch = load_checkpoint(_default_out(out, corpus), latest=True).train_config.batch_size
         distributed.check_batch(batch, nproc)
+        on_gpu = device.value == "cuda" or (device.value == "auto" and _cuda_available())
+        if on_gpu and nproc > _cuda_count() and (not resume or _explicit(ctx, ["device"])):
+            raise ConfigError(distributed.too_many_for_gpus(nproc))
         raise typer.Exit(distributed.launch(nproc, _without_option(_argv, "--nproc")))
-    dist = distributed.init(device.value) if distributed.launched() else None
+    dist = distributed.init() if distributed.launched() else None
     with distributed.session(dist):
         _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
                val_file, replace_invalid, ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size,
                                                      embedding_dim=embedding_dim, dropout=dropout,
                                                      tie_weights=tie_weights))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _default_out(out: Path | None, corpus: list[str]) -> Path:
@@ -274,6 +289,8 @@ def _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, ov
     else:
         model_cfg = new_model_cfg
         train_cfg = TrainConfig(**{**dataclasses.asdict(_T), **given_train})
+    if dist is not None:
+        dist = distributed.use_device(dist, train_cfg.device)  # a resumed run keeps its device
     val_fraction, val_max_chars = train_cfg.val_fraction, train_cfg.val_max_chars
     exists_message = (f"{out} already holds a training run: pass --resume to continue it, --overwrite to replace "
                       f"it, or --out DIR")

@@ -2,7 +2,7 @@
 
 ``torchrun --nproc-per-node N -m charrnn train ...`` starts N copies of charrnn with the
 variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; ``init`` joins
-them into one process group: NCCL with one GPU per process on CUDA, gloo on the CPU.
+them into one process group: gloo for CPU tensors and NCCL for CUDA tensors, one GPU per process.
 ``charrnn train --nproc N`` (``launch``) runs torchrun's own launcher in-process for one
 machine.
 
@@ -20,6 +20,7 @@ every rank with one clear message (from the rank that failed) instead of a hang.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import re
@@ -56,17 +57,11 @@ class DistContext:
     world_size: int
     local_rank: int
     local_world_size: int
-    device: torch.device
-    backend: str
+    device: torch.device = torch.device("cpu")
 
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-    @property
-    def comm_device(self) -> torch.device:
-        """Where tensors must be for collectives: NCCL works on GPU tensors only."""
-        return self.device if self.backend == "nccl" else torch.device("cpu")
 
 
 def launched() -> bool:
@@ -86,41 +81,51 @@ def _env_int(name: str, default: int | None = None) -> int:
         raise ConfigError(f"distributed launch: {name}={raw!r} is not an integer") from None
 
 
-def init(device: str) -> DistContext:
+def init() -> DistContext:
     """Join the process group described by torchrun's environment variables.
 
-    ``device`` is the run's ``--device``: auto and cuda give each process the GPU of its
-    local rank (NCCL); cpu, or auto without a GPU, trains on the CPU (gloo).
+    The group runs gloo for CPU tensors and, where torch sees a GPU, NCCL for CUDA
+    tensors, so the device can be chosen afterwards (``use_device``: a resumed run keeps
+    the device it was trained on), and small control messages never touch the GPU.
     """
     world, rank = _env_int("WORLD_SIZE"), _env_int("RANK")
     local_rank = _env_int("LOCAL_RANK", rank)
     local_world = _env_int("LOCAL_WORLD_SIZE", world)
     if not 0 <= rank < world:
         raise ConfigError(f"distributed launch: RANK={rank} is outside WORLD_SIZE={world}")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        if not torch.cuda.is_available():
-            raise ConfigError("device cuda was asked for, but torch sees no CUDA GPU (use cpu or auto)")
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(
-                f"{local_world} processes on this machine but torch sees {torch.cuda.device_count()} GPU(s): "
-                f"start at most one process per GPU, or train with --device cpu"
-            )
-        dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
-        backend = "nccl"
-    elif device not in ("auto", "cpu"):
-        raise ConfigError(f"distributed training runs on cuda or cpu, not {device!r}")
-    else:
-        dev, backend = torch.device("cpu"), "gloo"
     if not dist.is_available():
         raise ConfigError("this build of torch has no torch.distributed")
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     if not dist.is_initialized():
         try:
             dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
         except (RuntimeError, ValueError) as e:
             raise CharrnnError(f"cannot join the distributed run (rank {rank} of {world}): {_first_line(e)}") from None
-    return DistContext(rank, world, local_rank, local_world, dev, backend)
+    return DistContext(rank, world, local_rank, local_world)
+
+
+def use_device(ctx: DistContext, device: str) -> DistContext:
+    """``ctx`` training on ``device`` (the run's --device): auto and cuda give each process
+    the GPU of its local rank (NCCL); cpu, or auto without a GPU, the CPU (gloo)."""
+
+    def choose() -> DistContext:
+        if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+            if not torch.cuda.is_available():
+                raise ConfigError("device cuda was asked for, but torch sees no CUDA GPU (use cpu or auto)")
+            if ctx.local_rank >= torch.cuda.device_count():
+                # Only the ranks beyond the GPU count meet this: theirs to report (a
+                # ConfigError is reported by rank 0 alone).
+                error = CharrnnError(too_many_for_gpus(ctx.local_world_size))
+                error.exit_code = 2
+                raise error
+            dev = torch.device("cuda", ctx.local_rank)
+            torch.cuda.set_device(dev)
+            return dataclasses.replace(ctx, device=dev)
+        if device not in ("auto", "cpu"):
+            raise ConfigError(f"distributed training runs on cuda or cpu, not {device!r}")
+        return dataclasses.replace(ctx, device=torch.device("cpu"))
+
+    return each(ctx, choose)
 
 
 def shutdown() -> None:
@@ -168,34 +173,37 @@ def _collective(fn: Callable[[], T]) -> T:
         raise
 
 
+# Tensors are reduced where they are: CPU tensors through gloo (no GPU sync for control
+# messages), CUDA tensors through NCCL (queued on the stream, no host sync).
+
 def all_reduce(ctx: DistContext, values: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """Reduce a small tensor over all ranks; the result is on ``values``' device."""
-    t = values.to(ctx.comm_device)
+    """A reduced copy of a small tensor, over all ranks."""
+    t = values.clone()
     red = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
     _collective(lambda: dist.all_reduce(t, op=red))
-    return t.to(values.device)
+    return t
 
 
 def all_gather(ctx: DistContext, t: torch.Tensor) -> list[torch.Tensor]:
-    """Every rank's tensor (all of the same shape and dtype), in rank order, on t's device."""
-    src = t.contiguous().to(ctx.comm_device)
+    """Every rank's tensor (all of the same shape and dtype), in rank order."""
+    src = t.contiguous()
     out = [torch.empty_like(src) for _ in range(ctx.world_size)]
     _collective(lambda: dist.all_gather(out, src))
-    return [o.to(t.device) for o in out]
+    return out
 
 
 def broadcast_bytes(ctx: DistContext, data: bytes | None) -> bytes:
     """Rank 0's ``data`` on every rank."""
-    n = torch.tensor([len(data) if ctx.main and data is not None else 0], dtype=torch.long, device=ctx.comm_device)
+    n = torch.tensor([len(data) if ctx.main and data is not None else 0], dtype=torch.long)
     _collective(lambda: dist.broadcast(n, 0))
+    if not n.item():
+        return b""
     if ctx.main:
-        buf = torch.frombuffer(bytearray(data or b""), dtype=torch.uint8) if n.item() else torch.empty(0, dtype=torch.uint8)
-        buf = buf.to(ctx.comm_device)
+        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     else:
-        buf = torch.empty(int(n.item()), dtype=torch.uint8, device=ctx.comm_device)
-    if n.item():
-        _collective(lambda: dist.broadcast(buf, 0))
-    return bytes(buf.cpu().numpy().tobytes()) if n.item() else b""
+        buf = torch.empty(int(n.item()), dtype=torch.uint8)
+    _collective(lambda: dist.broadcast(buf, 0))
+    return buf.numpy().tobytes()
 
 
 def agree(ctx: DistContext | None, error: BaseException | None) -> None:
@@ -270,6 +278,11 @@ def same_everywhere(ctx: DistContext | None, value: str) -> list[int]:
     mine = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     everyone = all_gather(ctx, mine)
     return [r for r, v in enumerate(everyone) if not torch.equal(v, everyone[0])]
+
+
+def too_many_for_gpus(nproc: int) -> str:
+    return (f"{nproc} processes on this machine but torch sees {torch.cuda.device_count()} GPU(s): start at most "
+            f"one process per GPU, or train on the CPU with --device cpu")
 
 
 def check_batch(batch_size: int, world_size: int) -> None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import math
 import signal
 import threading
@@ -581,7 +582,7 @@ class Trainer:
                 signal.signal(s, h)
 
     def run(self) -> TrainResult:
-        with self._signals():
+        with self._signals(), self._ddp_released():
             try:
                 return self._run()
             except KeyboardInterrupt:
@@ -597,6 +598,17 @@ class Trainer:
                 if not isinstance(e, distributed.PeerLost):
                     reason = f"lost contact with another process of the run ({reason})"
                 raise distributed.PeerLost(f"{reason} at step {self.step}" + (f"; {last}" if last else "")) from None
+
+    @contextlib.contextmanager
+    def _ddp_released(self):
+        """Drop the DDP wrapper when the run ends, however it ends: its reducer must be gone
+        before the process group is destroyed (else gloo's threads can abort the exit)."""
+        try:
+            yield
+        finally:
+            if self.net is not self.model:
+                self.net = self.model
+                gc.collect()
 
     def _stop_now(self) -> None:
         metrics = {"step": self.step, "time": round(time.perf_counter() - self.t0, 3), "interrupted": True,

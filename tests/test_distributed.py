@@ -26,7 +26,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 
 # A tiny model, without dropout (its masks are drawn per process, so they cannot match).
 MODEL = ["--hidden-size", "16", "--layers", "2", "--embedding-dim", "8", "--dropout", "0"]
-RUN = ["--batch-size", "6", "--bptt", "12", "--precision", "fp32", "--quiet", "--eval-interval", "1000"]
+RUN = ["--batch-size", "6", "--bptt", "12", "--precision", "fp32", "--quiet", "--eval-interval", "1000",
+       "--device", "cpu"]  # gloo on the CPU, also where there is a GPU
 # Two processes that each take one core; the one-process reference also gets one thread.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # Weights after a few steps: one process with batch B against two with B/2 each. The sums
@@ -88,7 +89,7 @@ def test_under_torchrun_only_rank_0_writes_and_the_checkpoint_loads_in_one_proce
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "charrnn",
          "train", str(corpus), *MODEL, "--batch-size", "6", "--bptt", "12", "--max-steps", "12",
-         "--eval-interval", "5", "--log-interval", "3", "--json"],
+         "--eval-interval", "5", "--log-interval", "3", "--device", "cpu", "--json"],
         capture_output=True, text=True, cwd=work, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)  # one JSON document: rank 1 printed nothing

@@ -218,13 +218,14 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_save(tmp_
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_torchrun_with_one_process_trains_like_plain_charrnn(tmp_path, corpus):
-    """NCCL and DDP on one GPU make the updates of a plain run (the same cuDNN kernels)."""
+    """NCCL and DDP on one GPU (forced: one process normally trains without DDP) make the
+    updates of a plain run (the same cuDNN kernels)."""
     args = [corpus, *MODEL, *RUN, "--max-steps", "8", "--log-interval", "4", "--device", "cuda"]
     charrnn("train", *args, "--out", tmp_path / "plain")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1", "-m", "charrnn",
          "train", *map(str, args), "--out", str(tmp_path / "ddp"), "--json"],
-        capture_output=True, text=True, env=ENV, timeout=120)
+        capture_output=True, text=True, env={**ENV, "CHARRNN_FORCE_DDP": "1"}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["processes"] == 1 and summary["device"].startswith("cuda")

@@ -331,8 +331,12 @@ def launch(nproc: int, argv: list[str]) -> int:
                                            for (r, _), n in zip(killed, names)))
             error.exit_code = 128 + killed[0][1]
             raise error from None
-        code = (e.failures.get(0) or min(e.failures.values(), key=lambda f: f.timestamp)).exitcode
-        return 128 - code if code < 0 else code  # killed by signal N: the shell's 128 + N
+        # The exit codes the processes chose (rank 0's first): the launcher's SIGTERM may
+        # reach a process that was already on its way out with its own code.
+        chosen = {r: f.exitcode for r, f in e.failures.items() if f.exitcode > 0}
+        if chosen:
+            return chosen.get(0) or chosen[min(chosen, key=lambda r: (e.failures[r].timestamp, r))]
+        return 128 + signal.SIGTERM
     except Exception as e:  # noqa: BLE001 - the launcher's own failures (ports, rendezvous)
         name = type(e).__name__
         if name == "SignalException":  # Ctrl-C or SIGTERM to the launcher: the ranks saved and said so

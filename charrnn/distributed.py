@@ -148,7 +148,7 @@ def _first_line(e: BaseException) -> str:
     if not text:
         return type(e).__name__
     text = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text.splitlines()[0])  # the C++ source location
-    return re.split(r"(?<=[a-z])\. ", text, maxsplit=1)[0].rstrip(".")  # the first sentence
+    return re.split(r"\.\s+(?=[A-Z])", text, maxsplit=1)[0].rstrip(".")  # the first sentence
 
 
 _COMM_ERROR = re.compile(r"gloo|nccl|connection|peer|socket|process ?group|timed? ?out|broken pipe", re.I)

@@ -75,7 +75,7 @@ class TrainingDisplay:
             p = max(min(d["progress"], 1.0), 0.0)
             left = event.elapsed * (1 - p) / p if p > 0 else None
             self.progress.update(
-                self.task, completed=p * 1000, step=f"{event.step:,}", loss=f"{d['train_loss']:.3f}",
+                self.task, completed=p * 1000, step=f"{event.step:,}", loss="-" if d["train_loss"] is None else f"{d['train_loss']:.3f}",
                 val="-" if d["val_bpc"] is None else f"{d['val_bpc']:.3f}", tps=_count(d["tokens_per_sec"]),
                 left=_duration(left),
             )

@@ -327,3 +327,35 @@ def test_readme_python_api_example_runs(trained, tmp_path, capsys):
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert len(out) > 200
+
+
+def test_progress_display_shows_a_window_of_skipped_steps_without_a_loss():
+    """A log window in which every step was skipped has no training loss (None)."""
+    import io
+
+    from rich.console import Console
+
+    from charrnn.progress import TrainingDisplay
+    from charrnn.training import Event
+
+    display = TrainingDisplay(Console(file=io.StringIO(), force_terminal=True), enabled=True)
+    with display:
+        display.handle(Event("progress", 10, 1.0, {"progress": 0.5, "train_loss": None, "val_bpc": None,
+                                                  "tokens_per_sec": 100.0}))
+        display.handle(Event("progress", 20, 2.0, {"progress": 0.6, "train_loss": 1.25, "val_bpc": 1.5,
+                                                  "tokens_per_sec": 100.0}))
+    assert display.progress.tasks[0].fields["loss"] == "1.250"
+
+
+def test_several_processes_refuse_stdin_and_an_uneven_batch_before_starting(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "-", "--nproc", "2"])
+    assert e.value.code == 2
+    assert "several processes reads the corpus from files" in capsys.readouterr().err
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abc " * 1000)
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(corpus), "--nproc", "2", "--batch-size", "5", "--device", "cpu"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "charrnn: error: batch size 5 (the global batch) does not divide evenly among 2 processes"

@@ -60,9 +60,11 @@ def max_diff(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_two_processes_make_the_updates_of_one_with_the_global_batch(tmp_path, corpus, cell):
-    args = [corpus, "--cell", cell, *MODEL, *RUN, "--max-steps", "8", "--log-interval", "4"]
+@pytest.mark.parametrize("cell,tokenizer", [("lstm", "char"), ("gru", "bpe")])
+def test_two_processes_make_the_updates_of_one_with_the_global_batch(tmp_path, corpus, cell, tokenizer):
+    # bpe: rank 0 trains the tokenizer and rank 1 encodes with a copy of it.
+    tok = ["--tokenizer", "bpe", "--vocab-size", "300"] if tokenizer == "bpe" else []
+    args = [corpus, "--cell", cell, *tok, *MODEL, *RUN, "--max-steps", "8", "--log-interval", "4"]
     charrnn("train", *args, "--out", tmp_path / "one", "--threads", "1")
     charrnn("train", *args, "--out", tmp_path / "two", "--nproc", "2")
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
@@ -73,6 +75,7 @@ def test_two_processes_make_the_updates_of_one_with_the_global_batch(tmp_path, c
     init = RNNLanguageModel(ModelConfig(vocab_size=vocab, cell=cell, layers=2, hidden_size=16, embedding_dim=8,
                                         dropout=0.0)).state_dict()
     assert max_diff(one, {f"model.{k}": v for k, v in init.items()}) > 1000 * TOL
+    assert load_checkpoint(tmp_path / "two").tokenizer.kind == tokenizer
     # The carried state of all 6 streams (3 per process) and the optimizer moments agree too.
     assert max_diff(weights(tmp_path / "one", "resume.hidden"), weights(tmp_path / "two", "resume.hidden")) < TOL
     assert weights(tmp_path / "two", "resume.hidden")["resume.hidden.0"].shape == (2, 6, 16)
@@ -139,6 +142,52 @@ def test_a_distributed_run_resumes_also_with_another_process_count(tmp_path, cor
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("charrnn: error: batch size 6 (the global batch) does not divide evenly among "
                                   "4 processes")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_machines(tmp_path, corpora: tuple[str, str], *args) -> list[subprocess.CompletedProcess]:
+    """Run charrnn as two one-process "machines" (torchrun, static rendezvous), each in its
+    own directory with its own copy of the corpus: nothing shared but the network."""
+    port = _free_port()
+    procs = []
+    for node, text in enumerate(corpora):
+        home = tmp_path / f"machine{node}"
+        home.mkdir(exist_ok=True)
+        (home / "corpus.txt").write_text(text, encoding="utf-8")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+             "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "charrnn",
+             "train", "corpus.txt", "--out", "run", *MODEL, *RUN, *map(str, args)],
+            cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV))
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
+
+
+def test_two_machines_need_no_shared_filesystem_but_the_same_corpus(tmp_path):
+    text = TINY_TEXT * 20
+    first = _two_machines(tmp_path, (text, text), "--max-steps", "6", "--eval-interval", "3")
+    assert [p.returncode for p in first] == [0, 0], first[0].stderr + first[1].stderr
+    assert (tmp_path / "machine0" / "run" / "latest.safetensors").exists()
+    assert not (tmp_path / "machine1" / "run").exists()  # machine 1 wrote nothing
+    # Resume: machine 1 has no run directory; it gets the checkpoint from machine 0.
+    again = _two_machines(tmp_path, (text, text), "--resume", "--max-steps", "9", "--json")
+    assert [p.returncode for p in again] == [0, 0], again[0].stderr + again[1].stderr
+    assert json.loads(again[0].stdout)["resumed_from"] == 6 and again[1].stdout == ""
+    # Another text on machine 1: refused, in one line from process 0.
+    other = _two_machines(tmp_path, (text, text.upper()), "--overwrite", "--max-steps", "3")
+    assert [p.returncode for p in other] != [0, 0]
+    assert ("charrnn: error: process(es) 1 read other text than process 0: every process of the run needs the "
+            "same corpus files") in other[0].stderr
 
 
 def _rank_pid(marker: str, rank: int) -> int | None:

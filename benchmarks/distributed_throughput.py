@@ -24,7 +24,6 @@ are medians of the per-round ratios against the reference arm of the same round.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

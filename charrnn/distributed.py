@@ -2,9 +2,10 @@
 
 ``torchrun --nproc-per-node N -m charrnn train ...`` starts N copies of charrnn with the
 variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; ``init`` joins
-them into one process group: gloo for CPU tensors and NCCL for CUDA tensors, one GPU per process.
-``charrnn train --nproc N`` (``launch``) runs torchrun's own launcher in-process for one
-machine.
+them into one process group: gloo for CPU tensors and NCCL for CUDA tensors, one GPU per
+process. ``charrnn train --nproc N`` (``launch``) runs torchrun's own launcher in-process
+for one machine. One process under torchrun trains without DDP (nothing to average);
+CHARRNN_FORCE_DDP=1 wraps it anyway, so that the DDP path can be tested on one GPU.
 
 How the work is shared (see training.py): the global batch of B streams is the same
 (B, S) stream layout as in one process, and rank r trains rows [r*B/W, (r+1)*B/W) of it,
@@ -27,7 +28,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -333,9 +334,10 @@ def launch(nproc: int, argv: list[str]) -> int:
             raise error from None
         # The exit codes the processes chose (rank 0's first): the launcher's SIGTERM may
         # reach a process that was already on its way out with its own code.
-        chosen = {r: f.exitcode for r, f in e.failures.items() if f.exitcode > 0}
+        failures = e.failures
+        chosen = {r: f.exitcode for r, f in failures.items() if f.exitcode > 0}
         if chosen:
-            return chosen.get(0) or chosen[min(chosen, key=lambda r: (e.failures[r].timestamp, r))]
+            return chosen.get(0) or chosen[min(chosen, key=lambda r: (failures[r].timestamp, r))]
         return 128 + signal.SIGTERM
     except Exception as e:  # noqa: BLE001 - the launcher's own failures (ports, rendezvous)
         name = type(e).__name__

@@ -448,7 +448,7 @@ class Trainer:
 
     def _step(self) -> None:
         """One window: forward, backward, clip, and an update unless something is not finite."""
-        cfg, model, opt = self.cfg, self.model, self.opt
+        cfg, opt = self.cfg, self.opt
         x, y, new_epoch = self.batches.next()
         if new_epoch:
             self.state = None  # the streams jump back to their starts: the old state means nothing

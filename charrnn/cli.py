@@ -199,6 +199,10 @@ def train(
     from . import distributed
 
     t0 = _command_start if _command_start is not None else time.perf_counter()
+    if distributed.launched() and os.environ.get(_START_ENV):
+        # Started by --nproc: the time budget counts from when that command started.
+        with contextlib.suppress(ValueError):
+            t0 = time.perf_counter() - max(time.time() - float(os.environ[_START_ENV]), 0.0)
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     several = (nproc or 1) > 1 or distributed.launched()
@@ -218,6 +222,7 @@ def train(
         on_gpu = device.value == "cuda" or (device.value == "auto" and _cuda_available())
         if on_gpu and nproc > _cuda_count() and (not resume or _explicit(ctx, ["device"])):
             raise ConfigError(distributed.too_many_for_gpus(nproc))
+        os.environ[_START_ENV] = repr(time.time() - (time.perf_counter() - t0))
         raise typer.Exit(distributed.launch(nproc, _without_option(_argv, "--nproc")))
     dist = distributed.init() if distributed.launched() else None
     with distributed.session(dist):
@@ -237,6 +242,9 @@ def _cuda_count() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+_START_ENV = "CHARRNN_START_TIME"  # wall-clock start of a --nproc command, for its processes' time budget
 
 
 def _default_out(out: Path | None, corpus: list[str]) -> Path:

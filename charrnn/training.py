@@ -386,7 +386,10 @@ class Trainer:
         metrics = {"step": self.step, "time": round(now - self.t0, 3), "val_loss": res.loss, "val_bpc": res.bpc,
                    "val_unknown": res.unknown, "lr": self.lr, "tokens_per_sec": self.tokens_per_sec,
                    "epoch": self.step / self.batches.windows_per_epoch}
-        improved = self.best is None or res.loss < self.best["val_loss"]
+        # A NaN score (weights blown up to huge but finite values) is worse than any other:
+        # it is best only when there is nothing else yet.
+        best_loss = self.best["val_loss"] if self.best is not None else None
+        improved = best_loss is None or (math.isfinite(res.loss) and not res.loss >= best_loss)
         t = time.perf_counter()
         if improved:
             self.best = dict(metrics)

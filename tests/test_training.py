@@ -167,3 +167,24 @@ def test_validation_bpc_is_per_character_for_every_tokenizer(tmp_path, tiny_text
     ev = load(tmp_path / "run", latest=True).evaluate(val_text)
     assert res.summary["final_val_bpc"] == pytest.approx(ev.bpc, rel=1e-6)
     assert ev.chars > ev.tokens or kind == "char"
+
+
+def test_a_nan_validation_score_is_replaced_by_the_next_finite_one(tmp_path, tiny_text, monkeypatch):
+    import charrnn.training as training
+    from charrnn.evaluation import EvalResult
+
+    real = training.evaluate
+    calls = []
+
+    def first_nan(*args, **kw):
+        calls.append(1)
+        res = real(*args, **kw)
+        return EvalResult(float("nan"), res.tokens, res.chars, res.unknown) if len(calls) == 1 else res
+
+    monkeypatch.setattr(training, "evaluate", first_nan)
+    res, events = _train(tmp_path, tiny_text, max_steps=30, eval_interval=10)
+    evals = [e.data for e in events if e.kind == "eval"]
+    assert math.isnan(evals[0]["val_loss"]) and evals[0]["improved"]  # nothing better yet
+    assert evals[1]["improved"] and math.isfinite(evals[1]["val_loss"])
+    assert res.summary["best_step"] == 30 if evals[2]["improved"] else res.summary["best_step"] == 20
+    assert load_checkpoint(tmp_path / "run").step == res.summary["best_step"]

@@ -57,17 +57,27 @@ def read_text(source: str | os.PathLike, replace_errors: bool = False, stdin: Bi
             raise CorpusError(f"cannot read standard input: {e}") from None
         return decode_utf8(raw, "<stdin>", replace_errors)
     path = Path(source)
+    with open_binary(path) as f:
+        try:
+            raw = f.read()
+        except OSError as e:
+            raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+    return decode_utf8(raw, str(path), replace_errors)
+
+
+def open_binary(source: str | os.PathLike) -> BinaryIO:
+    """Open a corpus file for reading bytes; every failure is one CorpusError line."""
+    path = Path(source)
     if path.is_dir():
         raise CorpusError(f"{path}: is a directory, not a text file")
     try:
-        raw = path.read_bytes()
+        return open(path, "rb")
     except FileNotFoundError:
         raise CorpusError(f"{path}: no such file") from None
     except PermissionError:
         raise CorpusError(f"{path}: permission denied") from None
     except OSError as e:
         raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
-    return decode_utf8(raw, str(path), replace_errors)
 
 
 def read_corpus(sources: list[str], replace_errors: bool = False, stdin: BinaryIO | None = None) -> str:

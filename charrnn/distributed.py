@@ -101,7 +101,7 @@ def init() -> DistContext:
         try:
             dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
         except (RuntimeError, ValueError) as e:
-            raise CharrnnError(f"cannot join the distributed run (rank {rank} of {world}): {_first_line(e)}") from None
+            raise CharrnnError(f"cannot join the distributed run (rank {rank} of {world}): {first_line(e)}") from None
     return DistContext(rank, world, local_rank, local_world)
 
 
@@ -144,7 +144,7 @@ def session(ctx: DistContext | None) -> Iterator[None]:
             shutdown()
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip()
     if not text:
         return type(e).__name__
@@ -170,7 +170,7 @@ def _collective(fn: Callable[[], T]) -> T:
         return fn()
     except RuntimeError as e:
         if is_comm_error(e):
-            raise PeerLost(f"lost contact with another process of the run ({_first_line(e)})") from None
+            raise PeerLost(f"lost contact with another process of the run ({first_line(e)})") from None
         raise
 
 
@@ -344,4 +344,4 @@ def launch(nproc: int, argv: list[str]) -> int:
         if name == "SignalException":  # Ctrl-C or SIGTERM to the launcher: the ranks saved and said so
             sig = getattr(e, "sigval", signal.SIGINT)
             return 128 + int(sig)
-        raise CharrnnError(f"could not start {nproc} processes: {_first_line(e)}") from None
+        raise CharrnnError(f"could not start {nproc} processes: {first_line(e)}") from None

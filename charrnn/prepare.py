@@ -34,6 +34,7 @@ from .data import (
     STDIN,
     compact,
     decode_utf8,
+    open_binary,
     read_corpus,
     read_text,
     split_point,
@@ -98,24 +99,10 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------- reading
 
 
-def _open(source: str | os.PathLike) -> BinaryIO:
-    path = Path(source)
-    if path.is_dir():
-        raise CorpusError(f"{path}: is a directory, not a text file")
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
-    except PermissionError:
-        raise CorpusError(f"{path}: permission denied") from None
-    except OSError as e:
-        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
-
-
 def _chunks(source: str | os.PathLike, size: int) -> Iterator[tuple[int, bytes]]:
     """(byte offset, bytes) pieces of a file, each ending on a UTF-8 character boundary."""
     offset, carry = 0, b""
-    with _open(source) as f:
+    with open_binary(source) as f:
         while True:
             block = f.read(size)
             data = carry + block
@@ -213,7 +200,7 @@ def prepare_corpus(
 
     sources = [str(s) for s in sources]
     for s in sources:
-        _open(s).close()  # the first unreadable file is the error, before any work
+        open_binary(s).close()  # the first unreadable file is the error, before any work
     scan = _scan(sources, replace_errors, on_progress)
     if scan.chars == 0:
         raise CorpusError(f"{', '.join(sources)}: the corpus is empty")
@@ -275,7 +262,7 @@ def _tokenizer_for(tokenizer, scan: _Scan, n_train: int, sources: list[str], rep
                 continue
             if seen < n_train:
                 name, offset, length = scan.chunk_places[i]
-                with _open(name) as f:
+                with open_binary(name) as f:
                     f.seek(offset)
                     chars.update(decode_utf8(f.read(length), name, replace, offset)[: n_train - seen])
             break

@@ -600,9 +600,8 @@ class Trainer:
                     raise
                 last = (f"the last checkpoint is {self.run_dir.latest} (step {self.saved_step}); continue with "
                         f"--resume" if self.main and self.saved_step is not None else "")
-                reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
-                if not isinstance(e, distributed.PeerLost):
-                    reason = f"lost contact with another process of the run ({reason})"
+                reason = (str(e) if isinstance(e, distributed.PeerLost)
+                          else f"lost contact with another process of the run ({distributed.first_line(e)})")
                 raise distributed.PeerLost(f"{reason} at step {self.step}" + (f"; {last}" if last else "")) from None
 
     @contextlib.contextmanager

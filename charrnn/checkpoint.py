@@ -189,6 +189,21 @@ def resolve_checkpoint(path: str | os.PathLike, latest: bool = False) -> Path:
     return p
 
 
+ALIGNMENT = 64  # bytes: what torch's CPU allocator gives every tensor it creates
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in memory aligned as torch's own allocations are.
+
+    safetensors hands out tensors at their offsets inside the file's buffer, often only
+    4-byte aligned. On AVX2 CPUs the matrix kernels then take other code paths and round
+    differently in the last bit (a (3, 7) @ (7, 21) product differs unless its input is
+    16-byte aligned), so a run resumed from such tensors (the carried state, the
+    optimizer moments) drifted from the uninterrupted run; see tests/test_resume.py.
+    """
+    return t if t.data_ptr() % ALIGNMENT == 0 else t.clone(memory_format=torch.contiguous_format)
+
+
 def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool = False) -> Checkpoint:
     """Load a checkpoint file or a run directory's best (or latest) checkpoint.
 
@@ -201,7 +216,7 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
             metadata = f.metadata() or {}
             if metadata.get("format") != FORMAT:
                 raise CheckpointError(f"{p}: a safetensors file, but not a charrnn checkpoint")
-            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(wanted)}
+            tensors = {k: _aligned(f.get_tensor(k)) for k in f.keys() if k.startswith(wanted)}
     except CharrnnError:
         raise
     except IsADirectoryError:

@@ -508,7 +508,12 @@ def perplexity(
     from .corpora import resolve_corpus
     from .data import read_text
 
+    from .runtime import bf16_fallback_note
+
     lm = load(checkpoint, device=device.value, latest=latest)
+    note = bf16_fallback_note(precision.value, lm.device)
+    if note:
+        _warn(note)
     text = read_text(resolve_corpus(file), replace_errors=replace_invalid)
     if len(text) < 2:
         raise CharrnnError(f"{file}: needs at least 2 characters to score (the first one is only context)")

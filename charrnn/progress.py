@@ -69,6 +69,8 @@ class TrainingDisplay:
                 f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens; "
                 f"{d['windows_per_epoch']:,} steps per epoch; stopping at {' or '.join(limit)}"
             )
+            if d.get("precision_note"):
+                self._log(f"charrnn: warning: {d['precision_note']}")
             if d.get("resumed_from") is not None:
                 self._log(f"resuming at step {d['resumed_from']:,}")
         elif event.kind == "progress":

@@ -30,17 +30,30 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def bf16_fallback_note(precision: str, device: torch.device) -> str | None:
+    """Why ``precision`` bf16 runs as fp32 on ``device``, or None when it does not."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        return ("this CPU has no native bf16 (it needs AVX512-BF16 or AMX): running fp32 instead, "
+                "which is faster here and exact")
+    return None
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or None for plain fp32.
 
     ``auto`` picks bf16 where the hardware runs it natively (measured about 2x faster
-    for the recurrent layers on an AMX CPU), else fp32.
+    for the recurrent layers on an AMX CPU), else fp32. ``bf16`` on a CPU without native
+    bf16 also runs fp32 (``bf16_fallback_note`` says so): there oneDNN has no bf16 LSTM
+    kernel at all, and the emulated bf16 GRU and RNN are slower than fp32 (measured in
+    benchmarks/RESULTS.md), so fp32 is the one useful meaning of the request.
     """
     if precision == "fp32":
         return None
     if precision == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("this GPU does not support bf16; use precision fp32")
+        if bf16_fallback_note(precision, device):
+            return None
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None

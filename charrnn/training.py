@@ -63,7 +63,7 @@ from .distributed import DistContext
 from .errors import CheckpointError, CorpusError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EvalResult, evaluate, scored_char_count
 from .model import RNNLanguageModel, State, detach_state
-from .runtime import autocast, resolve_device, resolve_precision
+from .runtime import autocast, bf16_fallback_note, resolve_device, resolve_precision
 from .prepare import Corpus
 from .tokenizers import Tokenizer
 
@@ -629,6 +629,7 @@ class Trainer:
         self._emit("start", {
             "params": self.model.num_parameters(), "device": str(self.device),
             "precision": str(self.dtype).replace("torch.", "") if self.dtype else "fp32",
+            "precision_note": bf16_fallback_note(cfg.precision, self.device),
             "train_tokens": self.train_tokens, "val_tokens": self.val_ids.numel(),
             "vocab_size": self.tok.vocab_size, "planned_steps": self.planned_steps, "time_budget": cfg.time_budget,
             "windows_per_epoch": self.batches.windows_per_epoch, "processes": self.world,

@@ -125,6 +125,22 @@ def test_eval_perplexity_json_and_table(capsys, trained):
     assert code == 0 and "bits per character" in out
 
 
+def test_eval_bf16_without_native_bf16_warns_and_scores_as_fp32(capsys, trained, monkeypatch):
+    from charrnn import runtime
+
+    corpus, run_dir, _ = trained
+    code, out, err = run(capsys, "eval", "perplexity", run_dir, corpus, "--json", "--device", "cpu")
+    exact = json.loads(out)["bpc"]
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    code, out, err = run(capsys, "eval", "perplexity", run_dir, corpus, "--json", "--device", "cpu",
+                         "--precision", "bf16")
+    assert code == 0 and "Traceback" not in err
+    assert [l for l in err.splitlines() if l.strip()] == [
+        "charrnn: warning: this CPU has no native bf16 (it needs AVX512-BF16 or AMX): running fp32 instead, "
+        "which is faster here and exact"]
+    assert json.loads(out)["bpc"] == exact
+
+
 def test_eval_from_stdin_with_unknown_characters(trained):
     _, run_dir, _ = trained
     proc = run_proc("eval", "perplexity", run_dir, "-", "--json", input="the cat 😀 sat".encode())

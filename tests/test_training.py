@@ -188,3 +188,23 @@ def test_a_nan_validation_score_is_replaced_by_the_next_finite_one(tmp_path, tin
     assert evals[1]["improved"] and math.isfinite(evals[1]["val_loss"])
     assert res.summary["best_step"] == 30 if evals[2]["improved"] else res.summary["best_step"] == 20
     assert load_checkpoint(tmp_path / "run").step == res.summary["best_step"]
+
+
+def test_bf16_on_a_cpu_without_native_bf16_runs_fp32_and_says_so(tmp_path, tiny_text, monkeypatch):
+    """oneDNN has no bf16 LSTM kernel on AVX2-only CPUs (it raised 'could not create a
+    primitive descriptor'); there bf16 falls back to fp32 with a note in the start event."""
+    from charrnn import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    res, events = _train(tmp_path, tiny_text, ModelConfig(cell="lstm", **SMALL), precision="bf16", max_steps=6)
+    start = events[0].data
+    assert start["precision"] == "fp32" and "no native bf16" in start["precision_note"]
+    assert res.summary["steps"] == 6
+    assert runtime.resolve_precision("bf16", torch.device("cpu")) is None
+    assert runtime.resolve_precision("auto", torch.device("cpu")) is None
+    # The run keeps what was asked for, so a resume on a bf16 machine uses bf16.
+    assert load_checkpoint(tmp_path / "run", latest=True).train_config.precision == "bf16"
+    # Where the CPU has it, bf16 is bf16 and nothing is said.
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    assert runtime.resolve_precision("bf16", torch.device("cpu")) is torch.bfloat16
+    assert runtime.bf16_fallback_note("bf16", torch.device("cpu")) is None

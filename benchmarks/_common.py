@@ -35,7 +35,10 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}; Python {platform.python_version()}"
+    from charrnn.runtime import cpu_has_fast_bf16
+
+    kind = torch.backends.cpu.get_cpu_capability() + (", native bf16" if cpu_has_fast_bf16() else ", no native bf16")
+    return f"{cpu} ({kind}), {os.cpu_count()} cores{gpu}; torch {torch.__version__}; Python {platform.python_version()}"
 
 
 def record(title: str, command: str, table: str, data: dict, write: bool = True) -> None:

@@ -60,6 +60,7 @@ class Checkpoint:
     path: Path | None = None
     resume: dict[str, Any] | None = None  # training state, when loaded with resume=True
     resume_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    sizing: dict[str, Any] | None = None  # how the model size was chosen (sizing.SizeChoice), if it was
 
     @property
     def params(self) -> int:
@@ -78,6 +79,7 @@ class Checkpoint:
             "model_config": to_dict(self.model_config),
             "train_config": to_dict(self.train_config),
             "metrics": self.metrics,
+            "sizing": self.sizing,
         }
 
     def build_model(self, device: torch.device | str = "cpu") -> RNNLanguageModel:
@@ -142,8 +144,10 @@ def save_checkpoint(
     step: int = 0,
     metrics: dict[str, Any] | None = None,
     resume: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None,
+    sizing: dict[str, Any] | None = None,
 ) -> None:
-    """Write a checkpoint atomically; ``resume`` is the training state (JSON, tensors)."""
+    """Write a checkpoint atomically; ``resume`` is the training state (JSON, tensors),
+    ``sizing`` the record of how the model size was chosen."""
     # Plain, contiguous CPU copies: loads on any device, and tied weights become two
     # ordinary tensors (safetensors refuses shared storage).
     tensors = {f"model.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
@@ -160,6 +164,8 @@ def save_checkpoint(
         "step": str(step),
         "metrics": json.dumps(metrics or {}),
     }
+    if sizing is not None:
+        metadata["sizing"] = json.dumps(sizing)
     if resume is not None:
         meta, extra = resume
         metadata["resume"] = json.dumps(meta)
@@ -244,6 +250,9 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
         step = int(metadata.get("step", "0"))
         metrics = json.loads(metadata.get("metrics", "{}"))
         resume_meta = json.loads(metadata["resume"]) if resume and "resume" in metadata else None
+        sizing = json.loads(metadata["sizing"]) if "sizing" in metadata else None
+        if sizing is not None and not isinstance(sizing, dict):
+            raise ValueError("sizing is not an object")
     except CharrnnError as e:
         raise CheckpointError(f"{p}: {e}") from None
     except (KeyError, ValueError, TypeError) as e:
@@ -252,7 +261,8 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
         raise CheckpointError(f"{p}: holds weights only, no training state to resume from")
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     resume_tensors = {k[len("resume."):]: v for k, v in tensors.items() if k.startswith("resume.")}
-    return Checkpoint(model_config, train_config, tokenizer, weights, step, metrics, p, resume_meta, resume_tensors)
+    return Checkpoint(model_config, train_config, tokenizer, weights, step, metrics, p, resume_meta, resume_tensors,
+                      sizing)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -349,7 +359,7 @@ class RunDirectory:
         except OSError as e:
             raise CheckpointError(f"cannot write {self.metrics}: {e.strerror or e}") from None
 
-    def save(self, which: str, model, train_config, tokenizer, step, metrics, resume=None) -> Path:
+    def save(self, which: str, model, train_config, tokenizer, step, metrics, resume=None, sizing=None) -> Path:
         path = self.best if which == "best" else self.latest
-        save_checkpoint(path, model, train_config, tokenizer, step, metrics, resume)
+        save_checkpoint(path, model, train_config, tokenizer, step, metrics, resume, sizing)
         return path

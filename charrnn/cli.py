@@ -32,7 +32,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import DEFAULT_EPOCHS, DEFAULT_LENGTH, DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
+from .config import DEFAULT_EPOCHS, DEFAULT_LENGTH, DEFAULT_SECONDS, DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
 from .errors import (
     CharrnnError,
     ConfigError,
@@ -155,14 +155,14 @@ def train(
     corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare.", show_default=False)],
     cell: Annotated[Cell, typer.Option(help="Recurrent cell.", rich_help_panel="Model")] = Cell(_M.cell),
     layers: Annotated[int, typer.Option(min=1, max=64, help="Stacked recurrent layers.", rich_help_panel="Model")] = _M.layers,
-    hidden_size: Annotated[int, typer.Option(min=1, help="Units per recurrent layer.", rich_help_panel="Model")] = _M.hidden_size,
+    hidden_size: Annotated[int, typer.Option(min=1, help="Units per recurrent layer [default: chosen from this machine's measured training speed, the limits and the corpus size (and the batch size with it, unless given); the start line says what and why].", show_default=False, rich_help_panel="Model")] = _M.hidden_size,
     embedding_dim: Annotated[int, typer.Option(min=1, help="Size of the token embedding.", rich_help_panel="Model")] = _M.embedding_dim,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between recurrent layers and before the output layer.", rich_help_panel="Model")] = _M.dropout,
     tie_weights: Annotated[bool, typer.Option("--tie-weights/--no-tie-weights", help="Share the embedding and output matrices (needs embedding-dim == hidden-size).", rich_help_panel="Model")] = _M.tie_weights,
     tokenizer: Annotated[Optional[TokenizerKind], typer.Option(help="char (the default): one token per character; bpe, unigram: SentencePiece subwords; word: SentencePiece words. Trained on the training split.", show_default=False, rich_help_panel="Tokenizer")] = None,
     vocab_size: VocabSizeOpt = None,
     tokenizer_file: Annotated[Optional[Path], typer.Option(help="Use this tokenizer instead of training one: a file from 'charrnn tokenizer train', a checkpoint or a run directory.", rich_help_panel="Tokenizer")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Parallel streams per step (B).", rich_help_panel="Optimisation")] = _T.batch_size,
+    batch_size: Annotated[int, typer.Option(min=1, help=f"Parallel streams per step (B) [default: {_T.batch_size}, or 16 or 8 when the size is chosen and a smaller batch buys the steps a short run needs].", show_default=False, rich_help_panel="Optimisation")] = _T.batch_size,
     bptt: Annotated[int, typer.Option(min=1, help="Steps per truncated-BPTT window (T).", rich_help_panel="Optimisation")] = _T.bptt,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).", rich_help_panel="Optimisation")] = _T.lr,
     warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warmup steps before the cosine decay.", rich_help_panel="Optimisation")] = _T.warmup_steps,
@@ -174,7 +174,7 @@ def train(
     max_rollbacks: Annotated[int, typer.Option(min=0, help="Stop with an error after this many rollbacks.", rich_help_panel="Divergence")] = _T.max_rollbacks,
     rollback_lr_factor: Annotated[float, typer.Option(min=0.0, max=1.0, help="Multiply the learning rate by this at each rollback.", rich_help_panel="Divergence")] = _T.rollback_lr_factor,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many steps.", rich_help_panel="Stopping")] = _T.max_steps,
-    epochs: Annotated[Optional[float], typer.Option(min=0.0, help=f"Stop after this many passes over the training text ({DEFAULT_EPOCHS:g} when no limit is given).", rich_help_panel="Stopping")] = _T.epochs,
+    epochs: Annotated[Optional[float], typer.Option(min=0.0, help=f"Stop after this many passes over the training text (with no limit given: {DEFAULT_EPOCHS:g}, or the steps that fit in about {DEFAULT_SECONDS / 60:g} min on this machine if fewer).", rich_help_panel="Stopping")] = _T.epochs,
     time_budget: Annotated[Optional[float], typer.Option(min=0.0, help="Stop within this many seconds, final evaluation and save included; the learning rate decays over it.", rich_help_panel="Stopping")] = _T.time_budget,
     val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Last fraction of the characters used for validation.", rich_help_panel="Input")] = _T.val_fraction,
     val_max_chars: Annotated[int, typer.Option(min=2, help="At most this many characters of validation text (keeps validation quick on big corpora).", rich_help_panel="Input")] = _T.val_max_chars,
@@ -339,6 +339,9 @@ def _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, ov
         except RunExistsError:
             raise CharrnnError(exists_message) from None
 
+    sizing = None
+    if not resume:
+        model_cfg, train_cfg, sizing = _size_model(ctx, dist, data, model_cfg, train_cfg)
     run_dir = distributed.main_first(dist, open_run)
 
     from .progress import TrainingDisplay
@@ -349,7 +352,7 @@ def _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, ov
         # (see training.py); a second one stops at once.
         with display:
             result = run_training(None, None, model_cfg, train_cfg, run_dir, on_event=display.handle,
-                                  start_time=t0, resume=checkpoint, corpus=data, dist=dist)
+                                  start_time=t0, resume=checkpoint, corpus=data, dist=dist, sizing=sizing)
     except CorpusTooSmallError as e:
         raise CharrnnError(
             f"the {e.split} text has {e.tokens:,} tokens, too few for {_FLAG_OF['batch_size']} {e.batch_size} "
@@ -357,6 +360,47 @@ def _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, ov
         ) from None
     if json_out and main:
         _print_json(result.summary)
+
+
+def _size_model(ctx, dist, data, model_cfg, train_cfg):
+    """Choose the hidden size (and the batch size, unless given) when the size was not
+    given, and fix the step count of a run given no limit; measure the training speed for
+    the start line's prediction (sizing.py)."""
+    from . import distributed
+    from .runtime import resolve_device, resolve_precision
+    from .sizing import SizeChoice, default_max_steps, measured_choice
+
+    given = _explicit(ctx, _MODEL_FIELDS)
+    auto = "hidden_size" not in given and not (model_cfg.tie_weights and "embedding_dim" in given)
+    if not auto and train_cfg.time_budget:
+        return model_cfg, train_cfg, None  # nothing to choose, and the budget is the prediction
+    if auto and model_cfg.tie_weights:
+        model_cfg = dataclasses.replace(model_cfg, embedding_dim=model_cfg.hidden_size)
+    batch_given = bool(_explicit(ctx, ["batch_size"]))
+
+    def measure() -> bytes:
+        import torch
+
+        if train_cfg.threads:
+            torch.set_num_threads(train_cfg.threads)
+        device = dist.device if dist is not None else resolve_device(train_cfg.device)
+        choice = measured_choice(dataclasses.replace(model_cfg, vocab_size=data.tokenizer.vocab_size), train_cfg,
+                                 data.train, device, resolve_precision(train_cfg.precision, device), auto,
+                                 processes=dist.world_size if dist else 1,
+                                 batch_given=batch_given)
+        return json.dumps(choice.as_dict()).encode()
+
+    # Rank 0 measures; every rank trains what it chose.
+    raw = distributed.main_first(dist, measure)
+    if dist is not None:
+        raw = distributed.broadcast_bytes(dist, raw)
+    choice = SizeChoice(**json.loads(raw))
+    if auto:
+        model_cfg = dataclasses.replace(model_cfg, hidden_size=choice.hidden_size,
+                                        embedding_dim=choice.hidden_size if model_cfg.tie_weights
+                                        else model_cfg.embedding_dim)
+        train_cfg = dataclasses.replace(train_cfg, batch_size=choice.batch_size)
+    return model_cfg, default_max_steps(train_cfg, choice, data.train.numel()), choice.as_dict()
 
 
 def _prepare_on_every_rank(dist, data, prepare):
@@ -573,6 +617,8 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
     tc = ck.train_config
     table.add_row("training", f"batch {tc.batch_size}, bptt {tc.bptt}, lr {tc.lr:g}, warmup {tc.warmup_steps}, "
                   f"grad clip {tc.grad_clip:g}, weight decay {tc.weight_decay:g}, seed {tc.seed}")
+    if ck.sizing and ck.sizing.get("auto"):
+        table.add_row("size", ck.sizing["reason"])
     console.print(table)
 
 

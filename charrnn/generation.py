@@ -100,8 +100,13 @@ class StepRunner:
             h, c = state
         else:
             h, c = state, torch.zeros_like(state)
-        self.h = [h[i].float().expand(n, H).clone() for i in range(L)]
-        self.c = [c[i].float().expand(n, H).clone() for i in range(L)]
+        # Every layer's h and c in one tensor (2, L, n, H), so that a beam reorder is one
+        # index_select and one copy however many layers there are.
+        self.hc = torch.empty(2, L, n, H, device=dev)
+        self.hc[0].copy_(h.float().expand(L, n, H))
+        self.hc[1].copy_(c.float().expand(L, n, H))
+        self.h = list(self.hc[0].unbind(0))  # views: (n, H) per layer
+        self.c = list(self.hc[1].unbind(0))
         in_sizes = [self.emb.shape[1]] + [H] * (L - 1)
         if self.cell == "gru":
             self.x = [torch.empty(n, s, device=dev) for s in in_sizes]
@@ -115,9 +120,7 @@ class StepRunner:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep rows ``index`` (beam search): row i takes the state of row index[i]."""
-        for i in range(self.layers):
-            self.h[i].copy_(self.h[i].index_select(0, index))
-            self.c[i].copy_(self.c[i].index_select(0, index))
+        self.hc.copy_(self.hc.index_select(2, index))
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed ``tokens`` (N,); return the logits (N, V) of the next token (a reused buffer)."""
@@ -641,16 +644,20 @@ def _beam(model, prime, cfg: SampleConfig, make: MakeDetokenizer, start_id, bann
             blocker.ban(adj)
         cand = (alive.view(-1, 1) + adj).view(-1)  # (K * V) total scores of every extension
         top = torch.topk(cand, min(2 * k, cand.numel()))
-        flat = top.indices
-        rows_t, toks_t = flat // vocab, flat % vocab
-        lp_t = logp[rows_t, toks_t].tolist()
-        sc_t = adj[rows_t, toks_t].tolist()
+        flat = top.indices  # row * V + token
+        # One host transfer for the totals, log-probabilities and scores of the candidates
+        # (small ops dominate a beam step on the CPU).
+        picked = [top.values, logp.view(-1)[flat]] + ([] if adj is logp else [adj.view(-1)[flat]])
+        values = torch.stack(picked).tolist()
+        totals_t, lp_t = values[0], values[1]
+        sc_t = values[-1]
         last = step == length - 1
         timed_out = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
         rows, next_tokens, entries, new_tracks, totals = [], [], [], [], []
-        for i, (total, row, tok) in enumerate(zip(top.values.tolist(), rows_t.tolist(), toks_t.tolist())):
+        for i, (total, index) in enumerate(zip(totals_t, flat.tolist())):
             if total == float("-inf") or len(rows) == k:
                 break
+            row, tok = divmod(index, vocab)
             lp, sc = lp_t[i], sc_t[i]
             track = None
             if tracks is not None:

@@ -68,7 +68,13 @@ class TrainingDisplay:
                 f"{' x %d processes' % d['processes'] if d.get('processes', 1) > 1 else ''}; "
                 f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens; "
                 f"{d['windows_per_epoch']:,} steps per epoch; stopping at {' or '.join(limit)}"
+                + (f", in about {_duration(d['predicted_seconds'])}" if d.get("predicted_seconds") and not
+                   d["time_budget"] else "")
             )
+            sizing = d.get("sizing") or {}
+            if sizing.get("auto") and d.get("resumed_from") is None:
+                source = "speeds from this machine's cache" if sizing.get("cached") else "speeds just measured"
+                self._log(f"charrnn: size: {sizing['reason']}; {source}; --hidden-size fixes the size")
             if d.get("precision_note"):
                 self._log(f"charrnn: warning: {d['precision_note']}")
             if d.get("resumed_from") is not None:

@@ -64,6 +64,7 @@ from .errors import CheckpointError, CorpusError, TrainingDiverged, TrainingInte
 from .evaluation import EvalResult, evaluate, scored_char_count
 from .model import RNNLanguageModel, State, detach_state
 from .runtime import autocast, bf16_fallback_note, resolve_device, resolve_precision
+from .sizing import run_seconds
 from .prepare import Corpus
 from .tokenizers import Tokenizer
 
@@ -127,6 +128,7 @@ class Trainer:
         start_time: float | None = None,
         resume: Checkpoint | None = None,
         dist: DistContext | None = None,
+        sizing: dict[str, Any] | None = None,
     ):
         self.t0 = time.perf_counter() if start_time is None else start_time
         self.cfg = cfg = train_config
@@ -145,8 +147,11 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = dist.device if dist is not None else resolve_device(cfg.device)
         self.dtype = resolve_precision(cfg.precision, self.device)
+        # How the model size was chosen (sizing.SizeChoice as a dict), kept in every checkpoint.
+        self.sizing = sizing
         if resume is not None:
             model_config = resume.model_config
+            self.sizing = resume.sizing
             if resume.tokenizer.state()[0] != corpus.tokenizer.state()[0]:
                 raise CheckpointError(f"{resume.path}: the corpus was tokenized with another tokenizer than the run's")
 
@@ -352,7 +357,8 @@ class Trainer:
         self._on_main(lambda: self.run_dir.log(record))
 
     def _save(self, which: str, metrics: dict[str, Any], state=None) -> None:
-        self._on_main(lambda: self.run_dir.save(which, self.model, self.cfg, self.tok, self.step, metrics, state))
+        self._on_main(lambda: self.run_dir.save(which, self.model, self.cfg, self.tok, self.step, metrics, state,
+                                                self.sizing))
 
     def _save_latest(self, metrics: dict[str, Any]) -> str | None:
         self._save("latest", metrics, self._resume_state())  # the state gathers from every rank
@@ -423,6 +429,17 @@ class Trainer:
         if self.cfg.time_budget:
             fractions.append((now - self.t0) / max(self.cfg.time_budget - self._reserve(), 1e-6))
         return max(fractions)
+
+    def _predicted_seconds(self) -> float | None:
+        """When the run should end, in seconds since ``t0``: the time budget, or the steps
+        left at the measured speed (``sizing``); None when nothing was measured."""
+        if self.cfg.time_budget:
+            return self.cfg.time_budget
+        speed = (self.sizing or {}).get("tokens_per_sec")
+        if not speed or self.planned_steps is None:
+            return None
+        left = run_seconds(speed, max(self.planned_steps - self.step, 0), self.cfg, self.val_ids.numel())
+        return time.perf_counter() - self.t0 + left + self.save_seconds * 2
 
     def _limit_reached(self, now: float, ahead: int = 1) -> bool:
         """Whether to stop now; ``ahead``: steps until the next chance to stop."""
@@ -626,6 +643,7 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
+        self.predicted_seconds = self._predicted_seconds()
         self._emit("start", {
             "params": self.model.num_parameters(), "device": str(self.device),
             "precision": str(self.dtype).replace("torch.", "") if self.dtype else "fp32",
@@ -634,6 +652,7 @@ class Trainer:
             "vocab_size": self.tok.vocab_size, "planned_steps": self.planned_steps, "time_budget": cfg.time_budget,
             "windows_per_epoch": self.batches.windows_per_epoch, "processes": self.world,
             "model_config": dataclasses.asdict(self.model.config), "resumed_from": self.resumed_from,
+            "sizing": self.sizing, "predicted_seconds": self.predicted_seconds,
         })
         if self.resumed_from is None:
             # Both checkpoints exist from the start: the run directory is loadable and
@@ -702,6 +721,8 @@ class Trainer:
             "tokens_per_sec": self.tokens_seen / max(elapsed, 1e-9),
             "train_tokens_per_sec": self.tokens_seen / max(time.perf_counter() - self.train_t0, 1e-9),
             "params": self.model.num_parameters(),
+            "sizing": self.sizing,
+            "predicted_seconds": self.predicted_seconds,
             "elapsed": elapsed,
             "device": str(self.device),
             "processes": self.world,
@@ -725,6 +746,7 @@ def train(
     resume: Checkpoint | None = None,
     corpus: Corpus | None = None,
     dist: DistContext | None = None,
+    sizing: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a model on ``train_text``, validating on ``val_text``; return the summary.
 
@@ -738,4 +760,4 @@ def train(
         if train_text is None or val_text is None:
             raise TypeError("train() needs train_text and val_text, or corpus")
         corpus = Corpus.from_texts(train_text, val_text, resume.tokenizer if resume is not None else tokenizer)
-    return Trainer(corpus, model_config, train_config, run_dir, on_event, start_time, resume, dist).run()
+    return Trainer(corpus, model_config, train_config, run_dir, on_event, start_time, resume, dist, sizing).run()

@@ -47,11 +47,11 @@ from .config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig, TrainConfig
 from .model import RNNLanguageModel
 from .runtime import autocast
 
-HIDDEN_SIZES = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-TOKENS_PER_PARAM = 1.5
-MIN_STEPS = 1200
-BATCH_SIZES = (32, 16, 8)
-PARAMS_PER_CORPUS_TOKEN = 4.0
+HIDDEN_SIZES = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # the candidates, smallest first
+BATCH_SIZES = (32, 16, 8)  # tried largest first for each size
+MIN_STEPS = 1200  # optimizer steps a run needs before a larger model pays (measured)
+TOKENS_PER_PARAM = 1.5  # training tokens per parameter a size needs (measured)
+PARAMS_PER_CORPUS_TOKEN = 4.0  # beyond this a model memorises a small corpus
 TIMING_STEPS = 2  # timed steps per candidate, after one untimed warm-up step
 # Seconds of a time budget taken by start-up, measuring, saves and the final evaluation,
 # roughly. A fixed figure rather than the clock: the choice must not depend on whether
@@ -301,7 +301,8 @@ def time_training_step(config: ModelConfig, ids: torch.Tensor, batch_size: int, 
 
 
 def speed_meter(ids: torch.Tensor, bptt: int, device: torch.device, dtype: torch.dtype | None,
-                cache: SpeedCache | None = None, processes: int = 1) -> tuple[Measure, Callable[[], bool]]:
+                cache: SpeedCache | None = None, processes: int = 1,
+                steps: int = TIMING_STEPS) -> tuple[Measure, Callable[[], bool]]:
     """A ``Measure`` for ``choose_size`` that reads and fills the speed cache, and a
     function that says whether every speed it gave came from the cache.
 
@@ -318,7 +319,7 @@ def speed_meter(ids: torch.Tensor, bptt: int, device: torch.device, dtype: torch
         found = cache.get(key)
         if found is None:
             fresh.append(key)
-            found = time_training_step(config, ids, local, bptt, device, dtype)
+            found = time_training_step(config, ids, local, bptt, device, dtype, steps)
             cache.put(key, found)
         return found * processes
 
@@ -331,7 +332,9 @@ def measured_choice(config: ModelConfig, cfg: TrainConfig, ids: torch.Tensor, de
                     batch_given: bool = False) -> SizeChoice:
     """Choose the hidden size and batch (``auto``) or only measure the given ones, through
     the cache. ``batch_given``: keep ``cfg.batch_size``."""
-    measure, all_cached = speed_meter(ids, cfg.bptt, device, dtype, cache, processes)
+    # A given size is timed only for the start line's prediction: one step will do (a
+    # large model's steps can take seconds each on a CPU).
+    measure, all_cached = speed_meter(ids, cfg.bptt, device, dtype, cache, processes, TIMING_STEPS if auto else 1)
     batches = (cfg.batch_size,) if batch_given else tuple(b for b in BATCH_SIZES if b % processes == 0) or (
         cfg.batch_size,)
     if auto:

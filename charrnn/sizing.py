@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from .config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig, TrainConfig
 from .model import RNNLanguageModel
+from .prepare import default_cache_dir
 from .runtime import autocast
 
 HIDDEN_SIZES = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # the candidates, smallest first
@@ -225,8 +226,7 @@ def machine_name(device: torch.device) -> str:
 
 
 def _cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "charrnn" / "speed.json"
+    return default_cache_dir().parent / "speed.json"  # beside the id cache
 
 
 class SpeedCache:
@@ -277,10 +277,9 @@ def time_training_step(config: ModelConfig, ids: torch.Tensor, batch_size: int, 
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         model = RNNLanguageModel(config).to(device).train()
-        try:
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        from .training import _optimizer  # here: training imports this module
+
+        opt, _ = _optimizer(model, TrainConfig())  # the trainer's AdamW (fused where it can be)
         t = 0.0
         for i in range(steps + 1):
             if i == 1:

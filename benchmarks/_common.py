@@ -18,7 +18,7 @@ from torch import nn
 
 from charrnn.checkpoint import RunDirectory
 from charrnn.config import TrainConfig
-from charrnn.corpora import resolve_corpus
+from charrnn.text.corpora import resolve_corpus
 from charrnn.training import train
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

@@ -84,9 +84,9 @@ def main() -> None:
     corpus_bytes = big.stat().st_size
 
     # 2. Preparation with an empty cache, and the bare import for reference.
-    _, base_rss, _ = peak_of([sys.executable, "-c", "import torch, charrnn.prepare, charrnn.cli"], env)
+    _, base_rss, _ = peak_of([sys.executable, "-c", "import torch, charrnn.text.prepare, charrnn.cli"], env)
     prep_code = (
-        "import json, time\nfrom charrnn.prepare import prepare_corpus\n"
+        "import json, time\nfrom charrnn.text.prepare import prepare_corpus\n"
         f"t = time.perf_counter(); c = prepare_corpus([{str(big)!r}], val_max_chars=1_000_000)\n"
         "print(json.dumps({'seconds': time.perf_counter() - t, 'train_tokens': c.train.numel(), "
         "'val_tokens': c.val.numel(), 'cached': c.cached}))\n"

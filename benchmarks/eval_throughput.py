@@ -42,7 +42,8 @@ from _common import command_line, corpus_path, record, trainer_chars_per_sec
 import charrnn
 from charrnn.checkpoint import RunDirectory
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.data import read_text, split_text
+from charrnn.text.io import read_text
+from charrnn.text.streams import split_text
 from charrnn.training import train
 
 TRAIN_VAL_CHARS = 4096  # validation text given to training runs: only their final evaluation reads it

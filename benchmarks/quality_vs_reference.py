@@ -29,8 +29,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record  # noqa: E402
 
-from charrnn.corpora import resolve_corpus  # noqa: E402
-from charrnn.data import read_text, split_text  # noqa: E402
+from charrnn.text.corpora import resolve_corpus  # noqa: E402
+from charrnn.text.io import read_text  # noqa: E402
+from charrnn.text.streams import split_text  # noqa: E402
 
 
 def reference_run(train_text: str, val_text: str, budget: float, threads: int) -> dict:

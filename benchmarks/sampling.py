@@ -30,9 +30,9 @@ from _common import record  # noqa: E402
 
 from charrnn.checkpoint import save_checkpoint  # noqa: E402
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
-from charrnn.generation import beam_search, sample  # noqa: E402
-from charrnn.model import RNNLanguageModel  # noqa: E402
-from charrnn.tokenizers import CharTokenizer  # noqa: E402
+from charrnn.decoding import beam_search, sample  # noqa: E402
+from charrnn.models.lm import RNNLanguageModel  # noqa: E402
+from charrnn.text.tokenizers import CharTokenizer  # noqa: E402
 
 CHARS = "".join(chr(c) for c in range(32, 96)) + "\n"  # 65 characters
 

@@ -47,9 +47,10 @@ from _common import (
 )
 
 from charrnn.config import ModelConfig
-from charrnn.data import read_text, split_text
+from charrnn.text.io import read_text
+from charrnn.text.streams import split_text
 from charrnn.runtime import resolve_device, resolve_precision
-from charrnn.tokenizers import train_tokenizer
+from charrnn.text.tokenizers import train_tokenizer
 
 VAL_CHARS = 4096  # validation text given to the Trainer: only its final evaluation reads it
 

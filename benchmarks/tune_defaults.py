@@ -22,8 +22,9 @@ from _common import record  # noqa: E402
 
 from charrnn.checkpoint import RunDirectory  # noqa: E402
 from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
-from charrnn.corpora import resolve_corpus  # noqa: E402
-from charrnn.data import read_text, split_text  # noqa: E402
+from charrnn.text.corpora import resolve_corpus  # noqa: E402
+from charrnn.text.io import read_text  # noqa: E402
+from charrnn.text.streams import split_text  # noqa: E402
 from charrnn.training import train  # noqa: E402
 
 

@@ -42,7 +42,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record
 
-from charrnn.data import read_text, split_text
+from charrnn.text.io import read_text
+from charrnn.text.streams import split_text
 
 RUNS = ["char", "bpe:1000", "bpe:4000", "unigram:1000", "unigram:4000"]
 

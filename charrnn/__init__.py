@@ -1,6 +1,6 @@
-"""charrnn: train recurrent language models on your own text, sample from them, measure them.
+"""charrnn: train recurrent networks on your own sequences: language models, classifiers.
 
-``charrnn.load(path)`` returns a ``LanguageModel`` (see ``charrnn.api``). Submodules are
+``charrnn.load(path)`` returns a ``LanguageModel`` or a ``Classifier`` (see ``charrnn.api``). Submodules are
 imported on first use so that ``charrnn --help`` does not wait for torch.
 """
 
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load", "LanguageModel"):
+    if name in ("load", "LanguageModel", "Classifier"):
         from . import api
 
         return getattr(api, name)

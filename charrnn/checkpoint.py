@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,21 +36,18 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .config import TrainConfig, from_dict, to_dict
 from .errors import CharrnnError, CheckpointError, RunExistsError
-from .model import RNNLanguageModel
-from .tokenizers import Tokenizer, tokenizer_from_state
+from .files import BEST, FORMAT, FORMAT_VERSION, LATEST, METRICS, atomic_write, resolve_checkpoint
+from .models import build_model, config_class, model_kind
+from .text.tokenizer import Tokenizer
+from .text.tokenizers import tokenizer_from_state
 
-FORMAT = "charrnn"
-FORMAT_VERSION = 1
-BEST = "best.safetensors"
-LATEST = "latest.safetensors"
-METRICS = "metrics.jsonl"
 
 
 @dataclass
 class Checkpoint:
-    model_config: ModelConfig
+    model_config: Any  # the config of the model kind (config.ModelConfig for a language model)
     train_config: TrainConfig
     tokenizer: Tokenizer
     weights: dict[str, torch.Tensor]
@@ -61,17 +57,21 @@ class Checkpoint:
     resume: dict[str, Any] | None = None  # training state, when loaded with resume=True
     resume_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     sizing: dict[str, Any] | None = None  # how the model size was chosen (sizing.SizeChoice), if it was
+    task: str = "lm"  # the task that trained it ("lm" for checkpoints from before tasks existed)
+    model_kind: str = "lm"  # models.MODEL_KINDS key
+    task_state: dict[str, Any] | None = None  # the task's own JSON (a classifier's labels)
 
     @property
     def params(self) -> int:
         """Parameter count (a tied output matrix counted once), without building the model."""
-        tied = self.model_config.tie_weights
+        tied = getattr(self.model_config, "tie_weights", False)
         return sum(v.numel() for k, v in self.weights.items() if not (tied and k == "decoder.weight"))
 
     def summary(self) -> dict[str, Any]:
         """What ``charrnn info`` shows: configs, size, step and metrics."""
         return {
             "checkpoint": str(self.path),
+            "task": self.task,
             "step": self.step,
             "params": self.params,
             "tokenizer": self.tokenizer.kind,
@@ -80,10 +80,11 @@ class Checkpoint:
             "train_config": to_dict(self.train_config),
             "metrics": self.metrics,
             "sizing": self.sizing,
+            **({"task_state": self.task_state} if self.task_state is not None else {}),
         }
 
-    def build_model(self, device: torch.device | str = "cpu") -> RNNLanguageModel:
-        model = RNNLanguageModel(self.model_config)
+    def build_model(self, device: torch.device | str = "cpu") -> torch.nn.Module:
+        model = build_model(self.model_kind, self.model_config)
         try:
             model.load_state_dict(self.weights, strict=True)
         except RuntimeError as e:
@@ -92,59 +93,17 @@ class Checkpoint:
         return model.to(device).eval()
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then move the finished file over ``path`` atomically."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp (and safetensors) make the file private; give it the mode of a file
-        # created the usual way, as the user's umask says.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(
     path: str | os.PathLike,
-    model: RNNLanguageModel,
+    model: torch.nn.Module,
     train_config: TrainConfig,
     tokenizer: Tokenizer,
     step: int = 0,
     metrics: dict[str, Any] | None = None,
     resume: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None,
     sizing: dict[str, Any] | None = None,
+    task: str = "lm",
+    task_state: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint atomically; ``resume`` is the training state (JSON, tensors),
     ``sizing`` the record of how the model size was chosen."""
@@ -158,6 +117,8 @@ def save_checkpoint(
         "format_version": str(FORMAT_VERSION),
         "charrnn_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": task,
+        "model_kind": model_kind(model),
         "model_config": json.dumps(to_dict(model.config)),
         "train_config": json.dumps(to_dict(train_config)),
         "tokenizer": json.dumps(tok_meta, ensure_ascii=False),
@@ -166,6 +127,8 @@ def save_checkpoint(
     }
     if sizing is not None:
         metadata["sizing"] = json.dumps(sizing)
+    if task_state is not None:
+        metadata["task_state"] = json.dumps(task_state, ensure_ascii=False)
     if resume is not None:
         meta, extra = resume
         metadata["resume"] = json.dumps(meta)
@@ -179,20 +142,6 @@ def save_checkpoint(
             raise
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot write checkpoint {path}: {reason}") from None
-
-
-def resolve_checkpoint(path: str | os.PathLike, latest: bool = False) -> Path:
-    """A run directory means its best (or latest) checkpoint; a file means itself."""
-    p = Path(path)
-    if p.is_dir():
-        names = [LATEST, BEST] if latest else [BEST, LATEST]
-        for name in names:
-            if (p / name).is_file():
-                return p / name
-        raise CheckpointError(f"{p}: no checkpoint in this directory (expected {BEST} from charrnn train --out)")
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such checkpoint file or run directory")
-    return p
 
 
 ALIGNMENT = 64  # bytes: what torch's CPU allocator gives every tensor it creates
@@ -242,7 +191,9 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
             f"({FORMAT_VERSION}); upgrade charrnn"
         )
     try:
-        model_config = from_dict(ModelConfig, json.loads(metadata["model_config"]))
+        task = metadata.get("task", "lm")
+        kind = metadata.get("model_kind", "lm")
+        model_config = from_dict(config_class(kind), json.loads(metadata["model_config"]))
         train_config = from_dict(TrainConfig, json.loads(metadata["train_config"]))
         tok_meta = json.loads(metadata["tokenizer"])
         tok_tensors = {k[len("tokenizer."):]: v for k, v in tensors.items() if k.startswith("tokenizer.")}
@@ -253,6 +204,9 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
         sizing = json.loads(metadata["sizing"]) if "sizing" in metadata else None
         if sizing is not None and not isinstance(sizing, dict):
             raise ValueError("sizing is not an object")
+        task_state = json.loads(metadata["task_state"]) if "task_state" in metadata else None
+        if task_state is not None and not isinstance(task_state, dict):
+            raise ValueError("task_state is not an object")
     except CharrnnError as e:
         raise CheckpointError(f"{p}: {e}") from None
     except (KeyError, ValueError, TypeError) as e:
@@ -262,7 +216,7 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     resume_tensors = {k[len("resume."):]: v for k, v in tensors.items() if k.startswith("resume.")}
     return Checkpoint(model_config, train_config, tokenizer, weights, step, metrics, p, resume_meta, resume_tensors,
-                      sizing)
+                      sizing, task, kind, task_state)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -359,7 +313,8 @@ class RunDirectory:
         except OSError as e:
             raise CheckpointError(f"cannot write {self.metrics}: {e.strerror or e}") from None
 
-    def save(self, which: str, model, train_config, tokenizer, step, metrics, resume=None, sizing=None) -> Path:
+    def save(self, which: str, model, train_config, tokenizer, step, metrics, resume=None, sizing=None,
+             task: str = "lm", task_state: dict[str, Any] | None = None) -> Path:
         path = self.best if which == "best" else self.latest
-        save_checkpoint(path, model, train_config, tokenizer, step, metrics, resume, sizing)
+        save_checkpoint(path, model, train_config, tokenizer, step, metrics, resume, sizing, task, task_state)
         return path

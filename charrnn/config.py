@@ -17,6 +17,7 @@ from typing import Any
 from .errors import ConfigError, ResumeMismatchError
 
 CELLS = ("lstm", "gru", "rnn")
+POOLS = ("last", "mean", "max", "attention")  # how a classifier pools the outputs over a sequence
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -166,6 +167,42 @@ def check_model_matches(saved: ModelConfig, given: dict[str, Any]) -> None:
     mismatch = [(k, getattr(saved, k), v) for k, v in given.items() if getattr(saved, k) != v]
     if mismatch:
         raise ResumeMismatchError(mismatch)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Architecture of the sequence classifier (everything needed to rebuild it)."""
+
+    vocab_size: int = 0  # set from the tokenizer
+    num_labels: int = 0  # set from the data
+    cell: str = "lstm"
+    layers: int = 1
+    hidden_size: int = 256
+    embedding_dim: int = 128
+    bidirectional: bool = True
+    pool: str = "max"
+    dropout: float = 0.3
+    one_hot: bool = False  # input is each token's one-hot vector: no embedding, input size = vocab_size
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        _check(self.pool in POOLS, f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
+        for name in ("vocab_size", "num_labels", "layers", "hidden_size", "embedding_dim", "pad_id"):
+            _check(_is_int(getattr(self, name)), f"{name} must be a whole number, not {getattr(self, name)!r}")
+        _check(self.vocab_size >= 0, f"vocab_size must be >= 0, not {self.vocab_size}")
+        _check(self.num_labels >= 0, f"num_labels must be >= 0, not {self.num_labels}")
+        _check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
+        _check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
+        _check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
+        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
+        _check(self.pad_id >= 0, f"pad_id must be >= 0, not {self.pad_id}")
+        if self.vocab_size:
+            _check(self.pad_id < self.vocab_size, f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from charrnn.checkpoint import BEST, FORMAT_VERSION, LATEST, RunDirectory, load_checkpoint, save_checkpoint
 from charrnn.config import TrainConfig
 from charrnn.errors import CheckpointError, RunExistsError
-from charrnn.model import RNNLanguageModel
-from charrnn.tokenizers import CharTokenizer
+from charrnn.models.lm import RNNLanguageModel
+from charrnn.text.tokenizers import CharTokenizer
 from conftest import CELLS, tiny_model_config
 
 

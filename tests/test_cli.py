@@ -351,7 +351,7 @@ def test_progress_display_shows_a_window_of_skipped_steps_without_a_loss():
 
     from rich.console import Console
 
-    from charrnn.progress import TrainingDisplay
+    from charrnn.cli.progress import TrainingDisplay
     from charrnn.training import Event
 
     display = TrainingDisplay(Console(file=io.StringIO(), force_terminal=True), enabled=True)

@@ -18,7 +18,7 @@ TRICKY_TEXT = ("the cat sat on the mat.\r\nα zebra 😀 한국어 ▁ x\t\ty\n\
 
 @pytest.fixture(scope="module")
 def tok_file(tmp_path_factory):
-    from charrnn.tokenizers import SentencePieceTokenizer, save_tokenizer
+    from charrnn.text.tokenizers import SentencePieceTokenizer, save_tokenizer
 
     path = tmp_path_factory.mktemp("tok") / "bpe.tok"
     save_tokenizer(path, SentencePieceTokenizer.train("bpe", TINY_TEXT, 300))
@@ -48,7 +48,7 @@ def _stdin(monkeypatch, data: bytes):
 
 
 def test_tokenizer_train_writes_a_file_and_reports(capsys, tmp_path, tiny_corpus):
-    from charrnn.tokenizers import load_tokenizer
+    from charrnn.text.tokenizers import load_tokenizer
 
     code, out, err = run(capsys, "tokenizer", "train", tiny_corpus, "--kind", "unigram", "--vocab-size", "290",
                          "-o", tmp_path / "u.tok", "--json")
@@ -64,7 +64,7 @@ def test_tokenizer_train_writes_a_file_and_reports(capsys, tmp_path, tiny_corpus
 
 
 def test_encode_then_decode_is_byte_exact_in_process(capsys, monkeypatch, tok_file, tmp_path):
-    from charrnn.tokenizers import load_tokenizer
+    from charrnn.text.tokenizers import load_tokenizer
 
     tok = load_tokenizer(tok_file)
     for text in (TRICKY_TEXT, TRICKY_TEXT + "\n", "", "\n", "one line"):
@@ -137,7 +137,7 @@ def test_subword_run_samples_and_evaluates_from_the_checkpoint_alone(capsys, bpe
 
 def test_train_reuses_a_tokenizer_file(capsys, tok_file, tiny_corpus, tmp_path):
     from charrnn.checkpoint import load_checkpoint
-    from charrnn.tokenizers import load_tokenizer
+    from charrnn.text.tokenizers import load_tokenizer
 
     code, _out, err = run(capsys, "train", tiny_corpus, "--tokenizer-file", tok_file, "--out", tmp_path / "r",
                          "--max-steps", "2", "--quiet", *TINY_MODEL)

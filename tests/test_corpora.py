@@ -4,8 +4,8 @@ import urllib.request
 
 import pytest
 
-from charrnn import corpora
-from charrnn.corpora import registry, resolve_corpus
+from charrnn.text import corpora
+from charrnn.text.corpora import registry, resolve_corpus
 from charrnn.errors import CorpusError
 from conftest import SHARED_CORPORA
 

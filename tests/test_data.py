@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from charrnn.data import StreamBatches, compact, read_corpus, read_text, split_text, stream_layout
+from charrnn.text.io import read_corpus, read_text
+from charrnn.text.streams import StreamBatches, compact, split_text, stream_layout
 from charrnn.errors import CorpusError, CorpusTooSmallError
 
 

@@ -8,17 +8,17 @@ from conftest import CELLS, tiny_model_config
 
 from charrnn.config import SampleConfig
 from charrnn.errors import ConfigError
-from charrnn.generation import (
+from charrnn.decoding import (
     NgramBlocker,
     StepRunner,
     StopMatcher,
-    _kept_tokens,
     beam_search,
     filter_logits,
     sample,
 )
-from charrnn.model import RNNLanguageModel
-from charrnn.tokenizers import SUBWORD_KINDS
+from charrnn.decoding.text import kept_tokens
+from charrnn.models.lm import RNNLanguageModel
+from charrnn.text.tokenizers import SUBWORD_KINDS
 
 LETTERS = "abcdefg"
 
@@ -152,7 +152,7 @@ def test_repetition_penalty_changes_the_distribution():
 
     assert distinct(3.0) > distinct(1.0) + 2  # measured: 28.2 against 25.0
     logits = torch.tensor([[2.0, -1.0, 0.5]])
-    from charrnn.generation import penalize_repeats
+    from charrnn.decoding import penalize_repeats
 
     out = penalize_repeats(logits, torch.tensor([[True, True, False]]), 2.0)
     assert out.tolist() == [[1.0, -2.0, 0.5]]
@@ -336,7 +336,7 @@ def test_max_chars_of_a_char_model_is_its_length():
     assert a.tokens == b.tokens and a.text == b.text and len(b.text) == 25
 
 
-def test_stop_matcher_limit_and_kept_tokens():
+def test_stop_matcher_limit_andkept_tokens():
     m = StopMatcher(["xyz"], limit=5)
     assert m.feed("ab") == "ab" and m.feed("cx") == "c" and m.feed("yq") == "xy"
     assert m.stopped and m.reason == "length" and m.text == "abcxy"
@@ -347,7 +347,7 @@ def test_stop_matcher_limit_and_kept_tokens():
     the = tok.encode("the").tolist()  # one token of three characters
     emoji = [b(0xF0), b(0x9F), b(0x98), b(0x80)]  # one character, four tokens
     make = tok.detokenizer
-    assert _kept_tokens(the + emoji + the, make, 3) == 1
-    assert _kept_tokens(the + emoji + the, make, 4) == 5  # the emoji's bytes count once it is whole
-    assert _kept_tokens(the + emoji[:2], make, 3) == 1
-    assert _kept_tokens(the + emoji[:2], make, 4) == 3  # an unfinished end flushes to one U+FFFD
+    assert kept_tokens(the + emoji + the, make, 3) == 1
+    assert kept_tokens(the + emoji + the, make, 4) == 5  # the emoji's bytes count once it is whole
+    assert kept_tokens(the + emoji[:2], make, 3) == 1
+    assert kept_tokens(the + emoji[:2], make, 4) == 3  # an unfinished end flushes to one U+FFFD

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from charrnn.checkpoint import load_checkpoint, read_metrics
 from charrnn.config import ModelConfig
-from charrnn.model import RNNLanguageModel
+from charrnn.models.lm import RNNLanguageModel
 from conftest import TINY_TEXT
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without torch.distributed")

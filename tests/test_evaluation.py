@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import CELLS, tiny_model_config
 
-from charrnn.evaluation import EvalResult, evaluate
-from charrnn.model import RNNLanguageModel
+from charrnn.tasks.perplexity import EvalResult, evaluate
+from charrnn.models.lm import RNNLanguageModel
 
 
 def _naive_nll(model, ids, skip=None):
@@ -111,8 +111,8 @@ def test_subword_bpc_equals_total_nll_over_characters_by_hand(kind, text, tmp_pa
 
 
 def test_char_bpc_counts_scored_characters_only():
-    from charrnn.evaluation import scored_chars
-    from charrnn.tokenizers import CharTokenizer
+    from charrnn.tasks.perplexity import scored_chars
+    from charrnn.text.tokenizers import CharTokenizer
 
     tok = CharTokenizer.train("abc ")
     text = "abc 😀 cab x"  # two unknown characters, read but not scored

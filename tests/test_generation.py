@@ -4,8 +4,8 @@ from conftest import CELLS, tiny_model_config
 
 from charrnn.config import SampleConfig
 from charrnn.errors import ConfigError
-from charrnn.generation import filter_logits, sample
-from charrnn.model import RNNLanguageModel
+from charrnn.decoding import filter_logits, sample
+from charrnn.models.lm import RNNLanguageModel
 
 
 def _model(cell="lstm", seed=0):
@@ -85,7 +85,7 @@ def test_top_k_and_temperature():
 
 def test_sampled_frequencies_follow_the_filtered_distribution():
     # With top-p 0.6 on these probabilities only ids 0 and 2 can appear, in ratio 5:3.
-    from charrnn.generation import make_generator
+    from charrnn.decoding import make_generator
 
     logits = torch.tensor([[0.5, 0.05, 0.3, 0.15]]).log()
     probs = torch.softmax(filter_logits(logits, top_p=0.6), -1)

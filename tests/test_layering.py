@@ -1,4 +1,17 @@
-"""The core never imports the command layer (typer, rich, the cli and progress modules)."""
+"""The layer rules of the package (README "Architecture"), checked on the import statements.
+
+    errors, config, files, runtime      shared, small; import nothing of charrnn's but each other
+    text                                bytes -> ids (tokenizers, corpora, labelled examples)
+    models                              nn.Modules built from a config
+    checkpoint                          files of models + tokenizers
+    tasks, decoding                     what is specific to a task; one decoding engine
+    training                            the one loop (knows the Task interface)
+    api                                 the Python API over all of it
+    cli                                 the only place that prints, parses options, uses typer/rich
+
+A layer may import the layers above it, never one below; nothing imports the cli; the
+core never prints; there is no import cycle between modules.
+"""
 
 import ast
 from pathlib import Path
@@ -6,40 +19,124 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "charrnn"
-COMMAND_LAYER = {"cli", "progress", "__main__"}
-FORBIDDEN = {"typer", "click", "rich", "charrnn.cli", "charrnn.progress"}
+
+# Layer of each top-level part of the package; a part may import parts of a lower number
+# (and modules of its own part).
+LAYERS = {
+    "errors": 0, "config": 1, "files": 1, "runtime": 1,
+    "text": 2,
+    "models": 3,
+    "checkpoint": 4,
+    "tasks": 5, "decoding": 5,
+    "training": 6,
+    "api": 7,
+    "cli": 8, "__main__": 9, "__init__": 9,
+}
+COMMAND_LAYER = {"cli", "__main__"}
+FORBIDDEN_IN_CORE = {"typer", "click", "rich"}
 
 
-def _imports(path: Path) -> set[str]:
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(source: str, module: str, is_package: bool, top_level_only: bool = False) -> set[str]:
+    """Absolute names of the modules ``source`` (the text of ``module``) imports: ``from .x
+    import y`` gives both package.x and package.x.y (y may be a module). With
+    ``top_level_only``, imports inside functions (lazy ones) are left out."""
+    package = module if is_package else module.rpartition(".")[0]
+    tree = ast.parse(source)
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: from .cli import x / from . import cli
-                base = "charrnn" + ("." + node.module if node.module else "")
-                names.add(base)
-                names |= {f"{base}.{a.name}" for a in node.names}
-            elif node.module:
-                names.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if node.module:  # "from . import x" imports the submodule x, not the package again
+                names.add(mod)
+            names |= {f"{mod}.{a.name}" for a in node.names}
     return names
 
 
-CORE = sorted(p for p in PKG.glob("*.py") if p.stem not in COMMAND_LAYER)
+def _imports_of(path: Path, top_level_only: bool = False) -> set[str]:
+    return _imports(path.read_text(), _module_name(path), path.name == "__init__.py", top_level_only)
 
 
-def test_there_is_a_core():
-    assert {"model", "data", "training", "generation", "checkpoint", "evaluation"} <= {p.stem for p in CORE}
+MODULES = sorted(p for p in PKG.rglob("*.py"))
+CORE = [p for p in MODULES if _module_name(p).split(".")[1:2] and _module_name(p).split(".")[1] not in COMMAND_LAYER]
 
 
-@pytest.mark.parametrize("path", CORE, ids=lambda p: p.stem)
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_part_has_a_layer():
+    parts = {_part(_module_name(p)) for p in MODULES}
+    assert parts <= set(LAYERS), parts - set(LAYERS)
+    assert {"text", "models", "tasks", "decoding", "training", "cli"} <= parts
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_a_module_imports_only_its_own_layer_and_those_above(path):
+    bad = _upward(path.read_text(), _module_name(path)) if path.name != "__init__.py" else [
+        n for n in _imports_of(path) if n.startswith("charrnn.") and _part(n) != _part(_module_name(path))
+        and _part(n) in LAYERS and LAYERS[_part(n)] >= LAYERS[_part(_module_name(path))]]
+    assert not bad, f"{_module_name(path)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: _module_name(p))
 def test_core_module_does_not_import_the_command_layer(path):
-    bad = {n for n in _imports(path) if n.split(".")[0] in FORBIDDEN or n in FORBIDDEN}
-    assert not bad, f"{path.name} imports {bad}"
+    bad = {n for n in _imports_of(path) if n.split(".")[0] in FORBIDDEN_IN_CORE or n.startswith("charrnn.cli")}
+    assert not bad, f"{_module_name(path)} imports {bad}"
 
 
 def test_core_does_not_print():
     for path in CORE:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
-                pytest.fail(f"{path.name}:{node.lineno} calls print")
+                pytest.fail(f"{_module_name(path)}:{node.lineno} calls print")
+
+
+def test_no_import_cycle():
+    """Module-level imports form no cycle (imports inside functions are lazy and excluded)."""
+    known = {_module_name(p) for p in MODULES}
+    graph = {_module_name(p): {n for n in _imports_of(p, top_level_only=True) if n in known and n != _module_name(p)}
+             for p in MODULES}
+    done: set[str] = set()
+
+    def visit(node: str, trail: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in trail:
+                pytest.fail("import cycle: " + " -> ".join(trail[trail.index(nxt):] + [nxt]))
+            if nxt not in done:
+                visit(nxt, trail + [nxt])
+        done.add(node)
+
+    for start in sorted(graph):
+        if start not in done:
+            visit(start, [start])
+
+
+def _upward(source: str, module: str) -> list[str]:
+    me = _part(module)
+    return sorted(n for n in _imports(source, module, False)
+                  if n.startswith("charrnn.") and _part(n) in LAYERS and _part(n) != me and LAYERS[_part(n)] >= LAYERS[me])
+
+
+def test_the_layer_rule_catches_an_upward_import():
+    """The rule above can fail: a text module importing training, or models importing
+    tasks, is caught; importing a layer above is not."""
+    assert _upward("from ..training import loop\n", "charrnn.text.probe") == ["charrnn.training", "charrnn.training.loop"]
+    assert _upward("from ..tasks.base import Task\n", "charrnn.models.probe")
+    assert _upward("from ..text.io import read_text\nfrom ..errors import CorpusError\n", "charrnn.tasks.probe") == []

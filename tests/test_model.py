@@ -4,7 +4,8 @@ from torch import nn
 
 from charrnn.config import ModelConfig
 from charrnn.errors import ConfigError
-from charrnn.model import RNNLanguageModel, detach_state
+from charrnn.models.cells import detach_state
+from charrnn.models.lm import RNNLanguageModel
 from conftest import CELLS, tiny_model_config
 
 

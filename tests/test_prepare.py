@@ -5,11 +5,12 @@ import io
 import pytest
 import torch
 
-from charrnn import prepare
-from charrnn.data import read_corpus, split_text
+from charrnn.text import prepare
+from charrnn.text.io import read_corpus
+from charrnn.text.streams import split_text
 from charrnn.errors import CorpusError, InvalidUtf8Error
-from charrnn.prepare import Corpus, prepare_corpus
-from charrnn.tokenizers import train_tokenizer
+from charrnn.text.prepare import Corpus, prepare_corpus
+from charrnn.text.tokenizers import train_tokenizer
 from conftest import TINY_TEXT
 
 TRICKY = ("한국어 텍스트와 emoji 🙂🚀 mixed\twith tabs\nand lines,\r\nÅngström café; ascii only line\n" * 7)

@@ -9,10 +9,11 @@ import torch
 from charrnn import checkpoint as checkpoint_module
 from charrnn.checkpoint import RunDirectory, load_checkpoint, read_metrics
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.data import StreamBatches, compact
-from charrnn.prepare import Corpus
+from charrnn.text.streams import StreamBatches, compact
+from charrnn.text.prepare import Corpus
 from charrnn.errors import CheckpointError, CorpusError, TrainingDiverged, TrainingInterrupted
-from charrnn.tokenizers import CharTokenizer
+from charrnn.text.tokenizers import CharTokenizer
+from charrnn.tasks.lm import LanguageModelTask
 from charrnn.training import Trainer
 from conftest import CELLS, TINY_TEXT
 
@@ -29,13 +30,15 @@ def windows_per_epoch() -> int:
     return StreamBatches.build(compact(tok.encode(TRAIN), tok.vocab_size), 3, 11).windows_per_epoch
 
 
-def make(run_dir, cell="lstm", resume=False, trainer_cls=Trainer, events=None, **kw):
+def make(run_dir, cell="lstm", resume=False, trainer_cls=Trainer, events=None, task_cls=LanguageModelTask, **kw):
     cfg = TrainConfig(**{**BASE, **kw})
     ck = load_checkpoint(run_dir, latest=True, resume=True) if resume else None
     rd = RunDirectory(run_dir, resume=resume)
     corpus = Corpus.from_texts(TRAIN, VAL, ck.tokenizer if ck else None)
-    return trainer_cls(corpus, ModelConfig(cell=cell, **MODEL), cfg, rd,
-                       on_event=(events.append if events is not None else lambda e: None), resume=ck)
+    task = task_cls(corpus, ModelConfig(cell=cell, **MODEL), cfg)
+    t = trainer_cls(task, cfg, rd, on_event=(events.append if events is not None else lambda e: None), resume=ck)
+    task.trainer = t  # the test tasks below act on the trainer's step
+    return t
 
 
 def train_losses(run_dir):
@@ -46,15 +49,15 @@ def val_losses(run_dir):
     return [(r["step"], r["val_loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "eval"]
 
 
-class StopAfter(Trainer):
+class StopAfter(LanguageModelTask):
     """Asks to stop while computing the loss of step ``stop_at`` (as a signal would)."""
 
     stop_at = 0
 
-    def loss(self, logits, targets):
-        if self.step + 1 == self.stop_at:
-            self.request_stop()
-        return super().loss(logits, targets)
+    def cross_entropy(self, logits, targets):
+        if self.trainer.step + 1 == self.stop_at:
+            self.trainer.request_stop()
+        return super().cross_entropy(logits, targets)
 
 
 @pytest.mark.parametrize("cell, precision", [(c, "fp32") for c in CELLS] + [("lstm", "bf16")])
@@ -68,7 +71,7 @@ def test_stop_and_resume_equals_one_run_bitwise(tmp_path, cell, precision):
 
     StopAfter.stop_at = stop
     with pytest.raises(TrainingInterrupted) as info:
-        make(tmp_path / "parts", cell, trainer_cls=StopAfter, max_steps=total, precision=precision).run()
+        make(tmp_path / "parts", cell, task_cls=StopAfter, max_steps=total, precision=precision).run()
     assert info.value.step == stop and info.value.saved.endswith("latest.safetensors")
     assert load_checkpoint(tmp_path / "parts", latest=True).step == stop
     resumed = make(tmp_path / "parts", cell, resume=True, max_steps=total, precision=precision).run()
@@ -84,15 +87,15 @@ def test_stop_and_resume_equals_one_run_bitwise(tmp_path, cell, precision):
 def test_resume_restores_optimizer_rng_data_position_and_hidden_state(tmp_path):
     StopAfter.stop_at = 9
     with pytest.raises(TrainingInterrupted):
-        make(tmp_path / "run", trainer_cls=StopAfter, max_steps=40).run()
+        make(tmp_path / "run", task_cls=StopAfter, max_steps=40).run()
     t = make(tmp_path / "run", resume=True, max_steps=40)
     ck = load_checkpoint(tmp_path / "run", latest=True, resume=True)
-    assert t.step == 9 and t.batches.position == 9 % windows_per_epoch()
-    assert isinstance(t.state, tuple) and t.state[0].shape == (2, 3, 7)  # (layers, N, H)
-    assert torch.equal(t.state[0], ck.resume_tensors["hidden.0"])
+    assert t.step == 9 and t.task.batches.position == 9 % windows_per_epoch()
+    assert isinstance(t.task.state, tuple) and t.task.state[0].shape == (2, 3, 7)  # (layers, N, H)
+    assert torch.equal(t.task.state[0], ck.resume_tensors["hidden.0"])
     assert all(int(s["step"]) == 9 for s in t.opt.state.values())  # Adam's bias-correction step
     assert torch.equal(torch.get_rng_state(), ck.resume_tensors["rng.cpu"])
-    assert t.ok_count.item() == 9 % BASE["log_interval"]
+    assert t.guard.ok_count.item() == 9 % BASE["log_interval"]
 
 
 def test_resume_with_changed_limits_and_a_finished_run(tmp_path):
@@ -110,8 +113,9 @@ def test_resume_refuses_other_data_and_weights_only_checkpoints(tmp_path):
     make(tmp_path / "run", max_steps=4).run()
     ck = load_checkpoint(tmp_path / "run", latest=True, resume=True)
     with pytest.raises(CorpusError, match="differs"):
-        Trainer(Corpus.from_texts(TRAIN[::-1], VAL, ck.tokenizer), ModelConfig(**MODEL), TrainConfig(**BASE, max_steps=8),
-                RunDirectory(tmp_path / "run", resume=True), resume=ck)
+        cfg = TrainConfig(**BASE, max_steps=8)
+        task = LanguageModelTask(Corpus.from_texts(TRAIN[::-1], VAL, ck.tokenizer), ModelConfig(**MODEL), cfg)
+        Trainer(task, cfg, RunDirectory(tmp_path / "run", resume=True), resume=ck)
     with pytest.raises(CheckpointError, match="no training state"):
         load_checkpoint(tmp_path / "run" / "best.safetensors", resume=True)
     with pytest.raises(CheckpointError, match="no training run to resume"):
@@ -134,19 +138,23 @@ def test_metrics_log_after_the_resumed_step_is_dropped_and_partial_lines_skipped
 # ----------------------------------------------------------------------- divergence
 
 
+class PoisonedTask(LanguageModelTask):
+    """Makes the loss non-finite at the steps (1-based) in ``Poisoned.bad``."""
+
+    def cross_entropy(self, logits, targets):
+        loss = super().cross_entropy(logits, targets)
+        return loss * float("nan") if self.trainer.step + 1 in Poisoned.bad else loss
+
+
 class Poisoned(Trainer):
-    """Makes the loss non-finite at the steps (1-based) in ``bad``."""
+    """Records whether the weights stayed as they were at each poisoned step."""
 
     bad: set = set()
     snapshots: list = []
 
-    def loss(self, logits, targets):
-        loss = super().loss(logits, targets)
-        return loss * float("nan") if self.step + 1 in self.bad else loss
-
-    def _step(self):
+    def train_step(self):
         before = [p.detach().clone() for p in self.model.parameters()]
-        super()._step()
+        super().train_step()
         if self.step in self.bad:
             after = list(self.model.parameters())
             Poisoned.snapshots.append(all(torch.equal(a, b) for a, b in zip(before, after)))
@@ -155,7 +163,7 @@ class Poisoned(Trainer):
 def test_a_non_finite_step_is_skipped_and_never_reaches_the_weights(tmp_path):
     Poisoned.bad, Poisoned.snapshots = {4, 9}, []
     events = []
-    res = make(tmp_path / "run", trainer_cls=Poisoned, events=events, max_steps=14).run()
+    res = make(tmp_path / "run", trainer_cls=Poisoned, task_cls=PoisonedTask, events=events, max_steps=14).run()
     assert Poisoned.snapshots == [True, True]
     assert res.summary["skipped_steps"] == 2 and res.summary["rollbacks"] == 0
     assert [e.data["skipped"] for e in events if e.kind == "skip"] == [1, 1]
@@ -169,13 +177,13 @@ def test_a_non_finite_step_is_skipped_and_never_reaches_the_weights(tmp_path):
 
 def test_non_finite_gradient_with_a_finite_loss_is_skipped(tmp_path):
     class BadGrad(Trainer):
-        def _step(self):
+        def train_step(self):
             if self.step + 1 == 3:
                 h = self.model.decoder.weight.register_hook(lambda g: g * float("inf"))
-                super()._step()
+                super().train_step()
                 h.remove()
             else:
-                super()._step()
+                super().train_step()
 
     res = make(tmp_path / "run", trainer_cls=BadGrad, max_steps=6).run()
     assert res.summary["skipped_steps"] == 1
@@ -194,7 +202,7 @@ def test_bad_steps_in_a_row_roll_back_to_the_last_checkpoint_with_a_lower_lr(tmp
             ck = load_checkpoint(tmp_path / "run", latest=True)
             seen["equal"] = all(torch.equal(ck.weights[k], v) for k, v in t.model.state_dict().items())
 
-    t = make(tmp_path / "run", trainer_cls=Poisoned, max_steps=20, rollback_after=3)
+    t = make(tmp_path / "run", trainer_cls=Poisoned, task_cls=PoisonedTask, max_steps=20, rollback_after=3)
     t.on_event = on_event
     res = t.run()
     rb = [e for e in events if e.kind == "rollback"]
@@ -210,7 +218,7 @@ def test_bad_steps_in_a_row_roll_back_to_the_last_checkpoint_with_a_lower_lr(tmp
 def test_training_that_keeps_diverging_stops_with_a_clear_error(tmp_path):
     Poisoned.bad, Poisoned.snapshots = set(range(5, 1000)), []
     events = []
-    t = make(tmp_path / "run", trainer_cls=Poisoned, events=events, max_steps=100, rollback_after=2, max_rollbacks=2)
+    t = make(tmp_path / "run", trainer_cls=Poisoned, task_cls=PoisonedTask, events=events, max_steps=100, rollback_after=2, max_rollbacks=2)
     with pytest.raises(TrainingDiverged, match=r"2 steps in a row.*after 2 rollback\(s\).*last good checkpoint"):
         t.run()
     assert len([e for e in events if e.kind == "rollback"]) == 2
@@ -265,11 +273,11 @@ def test_a_new_run_has_loadable_checkpoints_from_step_0(tmp_path):
     seen = {}
 
     class Peek(Trainer):
-        def _step(self):
+        def train_step(self):
             if self.step == 0:
                 seen["best"] = load_checkpoint(tmp_path / "run").step
                 seen["latest"] = load_checkpoint(tmp_path / "run", latest=True, resume=True).step
-            super()._step()
+            super().train_step()
 
     make(tmp_path / "run", trainer_cls=Peek, max_steps=2).run()
     assert seen == {"best": 0, "latest": 0}

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from charrnn import sizing
+from charrnn.training import sizing
 from charrnn.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
-from charrnn.model import RNNLanguageModel
-from charrnn.sizing import (
+from charrnn.models.lm import RNNLanguageModel
+from charrnn.training.sizing import (
     BATCH_SIZES,
     HIDDEN_SIZES,
     MIN_STEPS,

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn.errors import ConfigError, TokenizerError
-from charrnn.tokenizers import (
+from charrnn.text.tokenizers import (
     SUBWORD_KINDS,
     UNK_ID,
     UNK_TEXT,
@@ -213,7 +213,7 @@ def test_checkpoint_round_trip_preserves_the_tokenizer(kind, tmp_path):
 
     from charrnn.checkpoint import load_checkpoint, save_checkpoint
     from charrnn.config import TrainConfig
-    from charrnn.model import RNNLanguageModel
+    from charrnn.models.lm import RNNLanguageModel
 
     tok = CharTokenizer.train(TINY_TEXT) if kind == "char" else subword(kind)
     model = RNNLanguageModel(tiny_model_config(vocab_size=tok.vocab_size))

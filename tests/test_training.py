@@ -43,7 +43,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_run(tmp_path, tiny_text, 
 
 def test_hidden_state_is_carried_between_windows_and_detached(tmp_path, tiny_text, monkeypatch):
     """The state given to window k+1 is the (detached) state window k ended with."""
-    from charrnn import model as model_mod
+    from charrnn.models import lm as model_mod
 
     seen = []
     orig = model_mod.RNNLanguageModel.forward
@@ -66,7 +66,7 @@ def test_hidden_state_is_carried_between_windows_and_detached(tmp_path, tiny_tex
 
 
 def test_state_resets_at_each_epoch(tmp_path, tiny_text, monkeypatch):
-    from charrnn import model as model_mod
+    from charrnn.models import lm as model_mod
 
     states = []
     orig = model_mod.RNNLanguageModel.forward
@@ -157,7 +157,7 @@ def test_training_on_gpu(tmp_path, tiny_text, precision):
 @pytest.mark.parametrize("kind", ["char", "bpe"])
 def test_validation_bpc_is_per_character_for_every_tokenizer(tmp_path, tiny_text, kind):
     from charrnn.api import load
-    from charrnn.tokenizers import train_tokenizer
+    from charrnn.text.tokenizers import train_tokenizer
 
     split = int(len(tiny_text) * 0.9)
     train_text, val_text = tiny_text[:split], tiny_text[split:]
@@ -170,10 +170,10 @@ def test_validation_bpc_is_per_character_for_every_tokenizer(tmp_path, tiny_text
 
 
 def test_a_nan_validation_score_is_replaced_by_the_next_finite_one(tmp_path, tiny_text, monkeypatch):
-    import charrnn.training as training
-    from charrnn.evaluation import EvalResult
+    import charrnn.tasks.lm as lm_task
+    from charrnn.tasks.perplexity import EvalResult
 
-    real = training.evaluate
+    real = lm_task.evaluate
     calls = []
 
     def first_nan(*args, **kw):
@@ -181,7 +181,7 @@ def test_a_nan_validation_score_is_replaced_by_the_next_finite_one(tmp_path, tin
         res = real(*args, **kw)
         return EvalResult(float("nan"), res.tokens, res.chars, res.unknown) if len(calls) == 1 else res
 
-    monkeypatch.setattr(training, "evaluate", first_nan)
+    monkeypatch.setattr(lm_task, "evaluate", first_nan)
     res, events = _train(tmp_path, tiny_text, max_steps=30, eval_interval=10)
     evals = [e.data for e in events if e.kind == "eval"]
     assert math.isnan(evals[0]["val_loss"]) and evals[0]["improved"]  # nothing better yet

@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from .training import Event
+from ..training.events import Event
 
 
 def _duration(seconds: float | None) -> str:

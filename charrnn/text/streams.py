@@ -1,4 +1,4 @@
-"""Corpus reading, the train/validation split, and the truncated-BPTT stream layout.
+"""The train/validation split and the truncated-BPTT stream layout of the language model.
 
 Token ids live in one compact integer tensor. Training views it as B parallel,
 contiguous streams and walks them in consecutive windows of T steps, so the hidden state
@@ -16,83 +16,16 @@ Windows are views into the (B, S) tensor; nothing is copied until the step moves
 the model's device and integer type.
 """
 
+
 from __future__ import annotations
 
 import math
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 import torch
 
-from .errors import CorpusError, CorpusTooSmallError, InvalidUtf8Error
-
-STDIN = "-"
-
-
-def decode_utf8(raw: bytes, name: str, replace_errors: bool = False, offset: int = 0) -> str:
-    """Decode ``raw`` as UTF-8 or raise a CorpusError naming ``name`` and the byte offset
-    (``raw`` starts at byte ``offset`` of the file, for a file read in pieces)."""
-    if not replace_errors:
-        nul = raw.find(b"\x00")
-        if nul >= 0:
-            raise CorpusError(f"{name}: looks like a binary file (NUL byte at offset {offset + nul}), not text")
-    try:
-        return raw.decode("utf-8", errors="replace" if replace_errors else "strict")
-    except UnicodeDecodeError as e:
-        raise InvalidUtf8Error(name, offset + e.start, raw[e.start]) from None
-
-
-def read_text(source: str | os.PathLike, replace_errors: bool = False, stdin: BinaryIO | None = None) -> str:
-    """Read one UTF-8 text file, or standard input when ``source`` is ``-``."""
-    if str(source) == STDIN:
-        if stdin is None and sys.stdin is None:  # started with stdin closed (e.g. `<&-`)
-            raise CorpusError("standard input is closed: nothing to read from '-'")
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        try:
-            raw = stream.read()
-        except (OSError, ValueError) as e:
-            raise CorpusError(f"cannot read standard input: {e}") from None
-        return decode_utf8(raw, "<stdin>", replace_errors)
-    path = Path(source)
-    with open_binary(path) as f:
-        try:
-            raw = f.read()
-        except OSError as e:
-            raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
-    return decode_utf8(raw, str(path), replace_errors)
-
-
-def open_binary(source: str | os.PathLike) -> BinaryIO:
-    """Open a corpus file for reading bytes; every failure is one CorpusError line."""
-    path = Path(source)
-    if path.is_dir():
-        raise CorpusError(f"{path}: is a directory, not a text file")
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
-    except PermissionError:
-        raise CorpusError(f"{path}: permission denied") from None
-    except OSError as e:
-        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
-
-
-def read_corpus(sources: list[str], replace_errors: bool = False, stdin: BinaryIO | None = None) -> str:
-    """The texts of ``sources`` concatenated in order; an empty result is an error."""
-    if not sources:
-        raise CorpusError("no corpus given")
-    if sum(1 for s in sources if str(s) == STDIN) > 1:
-        raise CorpusError("standard input ('-') can be given only once")
-    texts = [read_text(s, replace_errors, stdin) for s in sources]
-    text = "".join(texts)
-    if not text:
-        names = ", ".join("<stdin>" if str(s) == STDIN else str(s) for s in sources)
-        raise CorpusError(f"{names}: the corpus is empty")
-    return text
-
+from ..errors import CorpusError, CorpusTooSmallError
 
 def split_point(chars: int, val_fraction: float, val_max_chars: int | None = None) -> int:
     """How many of ``chars`` characters are training text: all but the last

@@ -6,21 +6,16 @@
 Dropout is applied between recurrent layers (inside torch's module) and before the output
 layer. With ``tie_weights`` the output layer shares the embedding matrix (E == H).
 The recurrent state is a tensor (L, N, H) for GRU/RNN and a pair of them for LSTM; callers
-treat it as opaque and use ``detach_state``.
+treat it as opaque and use ``cells.detach_state``.
 """
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 from torch import nn
 
-from .config import ModelConfig
-
-State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
-
-_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+from ..config import ModelConfig
+from .cells import State, make_rnn
 
 
 class RNNLanguageModel(nn.Module):
@@ -30,16 +25,7 @@ class RNNLanguageModel(nn.Module):
             raise ValueError("ModelConfig.vocab_size must be set from the tokenizer")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
-        kwargs = dict(
-            input_size=config.embedding_dim,
-            hidden_size=config.hidden_size,
-            num_layers=config.layers,
-            batch_first=True,
-            dropout=config.dropout if config.layers > 1 else 0.0,
-        )
-        if config.cell == "rnn":
-            kwargs["nonlinearity"] = "tanh"
-        self.rnn = _CELLS[config.cell](**kwargs)
+        self.rnn = make_rnn(config.cell, config.embedding_dim, config.hidden_size, config.layers, config.dropout)
         self.drop = nn.Dropout(config.dropout)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
@@ -58,11 +44,3 @@ class RNNLanguageModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights are counted once
 
-
-def detach_state(state: State | None) -> State | None:
-    """Cut the graph at a window boundary (truncated BPTT) while keeping the values."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)  # type: ignore[return-value]
-    return state.detach()

@@ -33,7 +33,7 @@ from typing import Callable, Iterator, TypeVar
 import torch
 import torch.distributed as dist
 
-from .errors import CharrnnError, ConfigError
+from ..errors import CharrnnError, ConfigError
 
 T = TypeVar("T")
 

@@ -43,10 +43,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig, TrainConfig
-from .model import RNNLanguageModel
-from .prepare import default_cache_dir
-from .runtime import autocast
+from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig, TrainConfig
+from ..models.lm import RNNLanguageModel
+from ..runtime import autocast
+from ..text.prepare import default_cache_dir
+from .optim import make_optimizer
 
 HIDDEN_SIZES = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # the candidates, smallest first
 BATCH_SIZES = (32, 16, 8)  # tried largest first for each size
@@ -277,9 +278,7 @@ def time_training_step(config: ModelConfig, ids: torch.Tensor, batch_size: int, 
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         model = RNNLanguageModel(config).to(device).train()
-        from .training import _optimizer  # here: training imports this module
-
-        opt, _ = _optimizer(model, TrainConfig())  # the trainer's AdamW (fused where it can be)
+        opt, _ = make_optimizer(model, TrainConfig(), [model.embedding.weight])  # the trainer's AdamW (fused where it can be)
         t = 0.0
         for i in range(steps + 1):
             if i == 1:

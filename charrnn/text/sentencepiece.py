@@ -1,4 +1,4 @@
-"""Tokenizers: text <-> integer ids.
+"""The SentencePiece tokenizers (kinds "bpe", "unigram", "word").
 
 One small interface (``Tokenizer``) with two implementations:
 
@@ -52,22 +52,15 @@ from __future__ import annotations
 
 import codecs
 import io
-import os
 import re
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 
-from .config import DEFAULT_VOCAB_SIZE
-from .errors import ConfigError, TokenizerError
-
-UNK_ID = 0
-UNK_TEXT = "\ufffd"  # what decoding UNK_ID gives back
-
-KINDS = ("char", "bpe", "unigram", "word")
-SUBWORD_KINDS = ("bpe", "unigram", "word")
+from ..config import DEFAULT_VOCAB_SIZE
+from ..errors import ConfigError, TokenizerError
+from .tokenizer import SUBWORD_KINDS, UNK_ID, UNK_TEXT, Detokenizer, Tokenizer, _id_list
 
 SPACE_MARK = "\u2581"  # SentencePiece's meta symbol for a space
 LITERAL_PIECE = "<U+2581>"  # control token standing for a literal U+2581 in the text
@@ -78,57 +71,6 @@ CHUNK = 1024  # characters per SentencePiece call at most (see the module docstr
 CHARACTER_COVERAGE = 0.9995  # characters rarer than this are spelled as bytes
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-TOKENIZER_FORMAT = "charrnn-tokenizer"
-TOKENIZER_FORMAT_VERSION = 1
-
-
-def _codepoints(text: str) -> torch.Tensor:
-    """Code points of ``text`` as an int64 tensor, without a Python object per character."""
-    if not text:
-        return torch.zeros(0, dtype=torch.int64)
-    # UTF-32 holds one 4-byte unit per code point; surrogates cannot appear in valid text,
-    # but lone surrogates in a str would fail to encode: keep them as U+FFFD.
-    raw = bytearray(text.encode("utf-32-le", errors="replace"))
-    return torch.frombuffer(raw, dtype=torch.int32).to(torch.int64)
-
-
-def _id_list(ids: Any) -> list[int]:
-    if isinstance(ids, torch.Tensor):
-        return ids.view(-1).tolist()
-    return [int(i) for i in ids]
-
-
-# --------------------------------------------------------------------------- detokenizers
-
-
-class Detokenizer:
-    """Turns one stream of token ids into text, incrementally (one per generated row).
-
-    ``feed(id)`` returns the text that token completes: often its own text, but "" for a
-    byte token that starts a character not finished yet, and the held bytes plus more when
-    it finishes one. ``flush()`` ends the stream (held bytes become U+FFFD). Bytes in an
-    order that is not valid UTF-8 come out as U+FFFD; feeding never fails.
-    """
-
-    pending: bool = False  # bytes are held back that do not make a whole character yet
-
-    def feed(self, token_id: int) -> str:
-        raise NotImplementedError
-
-    def flush(self) -> str:
-        return ""
-
-    def clone(self) -> Detokenizer:
-        """An independent copy in the same state (beam search branches)."""
-        return self
-
-
-class TextDetokenizer(Detokenizer):
-    """For tokenizers whose every token is whole text: one lookup per token, no state."""
-
-    def __init__(self, text_of: Callable[[int], str]):
-        self.feed = text_of  # type: ignore[method-assign]  # the lookup itself: no extra call
 
 
 class _ByteDetokenizer(Detokenizer):
@@ -169,135 +111,6 @@ class _ByteDetokenizer(Detokenizer):
         other._utf8.setstate(self._utf8.getstate())
         other.pending = self.pending
         return other
-
-
-# --------------------------------------------------------------------------- interface
-
-
-class Tokenizer:
-    """Interface every tokenizer kind implements."""
-
-    kind: str = ""
-    warnings: list[str]  # notes from training for the user (e.g. a capped vocabulary); not stored
-
-    @property
-    def vocab_size(self) -> int:
-        raise NotImplementedError
-
-    def encode(self, text: str) -> torch.Tensor:
-        """Ids of ``text`` as a 1-D int64 tensor."""
-        raise NotImplementedError
-
-    def encode_lines(self, lines: list[str]) -> list[list[int]]:
-        """Ids of each of ``lines`` (texts without "\\n"), in one pass where possible."""
-        return [self.encode(line).tolist() for line in lines]
-
-    def decode(self, ids: Any) -> str:
-        det = self.detokenizer()
-        return "".join([det.feed(i) for i in _id_list(ids)]) + det.flush()
-
-    def detokenizer(self) -> Detokenizer:
-        """A fresh incremental decoder for one stream of generated ids."""
-        raise NotImplementedError
-
-    def token_text(self, token_id: int) -> str:
-        """The text of one token decoded on its own (a lone byte token gives U+FFFD)."""
-        return self.decode([token_id])
-
-    def piece(self, token_id: int) -> str:
-        """The vocabulary entry of one token, for display (e.g. "▁the", "<0xE2>")."""
-        return self.token_text(token_id)
-
-    @property
-    def unk_id(self) -> int | None:
-        """Id that stands for unknown input, or None when every input is representable."""
-        return None
-
-    @property
-    def banned_ids(self) -> list[int]:
-        """Ids that generation must never produce (they stand for no text)."""
-        return []
-
-    @property
-    def start_id(self) -> int:
-        """Token the model is fed when generation has no prime text."""
-        raise NotImplementedError
-
-    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """JSON-able metadata and tensors that ``tokenizer_from_state`` rebuilds this from."""
-        raise NotImplementedError
-
-
-class CharTokenizer(Tokenizer):
-    """One token per Unicode code point seen in the training text; id 0 is unknown."""
-
-    kind = "char"
-
-    def __init__(self, chars: str):
-        if len(set(chars)) != len(chars):
-            raise TokenizerError("character vocabulary has duplicates")
-        self.chars = "".join(sorted(chars))
-        if not self.chars:
-            raise TokenizerError("cannot build a character vocabulary from empty text")
-        # Sorted code points: encoding is a binary search per character, done by torch.
-        self._points = _codepoints(self.chars)
-        self._index = {c: i + 1 for i, c in enumerate(self.chars)}
-        self.warnings = []
-
-    @classmethod
-    def train(cls, text: str) -> CharTokenizer:
-        """The vocabulary of ``text``: its distinct code points."""
-        if not text:
-            raise TokenizerError("cannot build a character vocabulary from empty text")
-        return cls("".join(set(text)))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.chars) + 1
-
-    @property
-    def unk_id(self) -> int:
-        return UNK_ID
-
-    @property
-    def banned_ids(self) -> list[int]:
-        return [UNK_ID]
-
-    @property
-    def start_id(self) -> int:
-        # Start as if after a line break, the most natural place for text to begin.
-        return self._index.get("\n", 1)
-
-    def encode(self, text: str) -> torch.Tensor:
-        points = _codepoints(text)
-        pos = torch.searchsorted(self._points, points)
-        pos_clamped = pos.clamp(max=len(self.chars) - 1)
-        known = self._points[pos_clamped] == points
-        return torch.where(known, pos_clamped + 1, torch.full_like(pos, UNK_ID))
-
-    def encode_lines(self, lines: list[str]) -> list[list[int]]:
-        ids = self.encode("".join(lines))  # one id per character: split by line lengths
-        return [t.tolist() for t in torch.split(ids, [len(line) for line in lines])]
-
-    def decode(self, ids: Any) -> str:
-        return "".join([self.token_text(i) for i in _id_list(ids)])
-
-    def detokenizer(self) -> Detokenizer:
-        return TextDetokenizer(self.token_text)
-
-    def token_text(self, token_id: int) -> str:
-        if 1 <= token_id <= len(self.chars):
-            return self.chars[token_id - 1]
-        return UNK_TEXT
-
-    def piece(self, token_id: int) -> str:
-        return self.token_text(token_id) if token_id != UNK_ID else "<unk>"
-
-    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        return {"kind": self.kind, "chars": self.chars}, {}
-
-
-# --------------------------------------------------------------------------- SentencePiece
 
 
 def _chunks(line: str, size: int) -> Iterator[str]:
@@ -551,93 +364,3 @@ class SentencePieceTokenizer(Tokenizer):
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         meta = {"kind": self.kind, "requested_vocab_size": self.requested_vocab_size, "chunk": self.chunk}
         return meta, {"model": torch.frombuffer(bytearray(self.proto), dtype=torch.uint8)}
-
-
-# --------------------------------------------------------------------------- construction
-
-
-def train_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Tokenizer:
-    """A tokenizer of ``kind`` trained on ``text`` (the training split only)."""
-    if kind == "char":
-        if vocab_size is not None:
-            raise ConfigError("a char tokenizer's vocabulary is the training text's characters: it takes no vocab_size")
-        return CharTokenizer.train(text)
-    if kind in SUBWORD_KINDS:
-        return SentencePieceTokenizer.train(kind, text, vocab_size)
-    raise TokenizerError(f"unknown tokenizer kind {kind!r} (one of {', '.join(KINDS)})")
-
-
-def tokenizer_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Tokenizer:
-    kind = meta.get("kind")
-    if kind == "char":
-        chars = meta.get("chars")
-        if not isinstance(chars, str):
-            raise TokenizerError("stored char tokenizer has no character list")
-        return CharTokenizer(chars)
-    if kind in SUBWORD_KINDS:
-        model = tensors.get("model")
-        if not isinstance(model, torch.Tensor) or model.dtype != torch.uint8 or model.dim() != 1:
-            raise TokenizerError(f"stored {kind} tokenizer has no model")
-        requested = meta.get("requested_vocab_size")
-        return SentencePieceTokenizer(kind, model.numpy().tobytes(), requested, meta.get("chunk", CHUNK))
-    raise TokenizerError(f"unknown tokenizer kind {kind!r} (made by a newer charrnn?)")
-
-
-# --------------------------------------------------------------------------- tokenizer files
-
-
-def save_tokenizer(path: str | os.PathLike, tokenizer: Tokenizer) -> None:
-    """Write ``tokenizer`` as a small safetensors file laid out like a checkpoint's tokenizer
-    part (metadata "tokenizer", tensors "tokenizer.*"); written atomically."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from .checkpoint import atomic_write
-
-    meta, tensors = tokenizer.state()
-    metadata = {"format": TOKENIZER_FORMAT, "format_version": str(TOKENIZER_FORMAT_VERSION),
-                "tokenizer": json.dumps(meta, ensure_ascii=False)}
-    tensors = {f"tokenizer.{k}": v.contiguous() for k, v in tensors.items()}
-    try:
-        atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
-    except OSError as e:
-        raise TokenizerError(f"cannot write tokenizer file {path}: {e.strerror or e}") from None
-
-
-def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """The tokenizer in a tokenizer file, a checkpoint file, or a run directory (its best
-    checkpoint). Only the tokenizer is read, never the weights."""
-    import json
-
-    from safetensors import SafetensorError, safe_open
-
-    from .checkpoint import FORMAT, resolve_checkpoint
-
-    p = Path(path)
-    if p.is_dir():
-        p = resolve_checkpoint(p)
-    if not p.exists():
-        raise TokenizerError(f"{p}: no such tokenizer file, checkpoint or run directory")
-    try:
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            if metadata.get("format") not in (TOKENIZER_FORMAT, FORMAT):
-                raise TokenizerError(f"{p}: a safetensors file, but neither a charrnn tokenizer nor a checkpoint")
-            tensors = {k[len("tokenizer."):]: f.get_tensor(k) for k in f.keys() if k.startswith("tokenizer.")}  # noqa: SIM118 (a safetensors handle, not a dict)
-    except PermissionError:
-        raise TokenizerError(f"{p}: permission denied") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TokenizerError(f"{p}: not a charrnn tokenizer file or checkpoint ({reason})") from None
-    version = metadata.get("format_version", "")
-    if metadata.get("format") == TOKENIZER_FORMAT and (not version.isdigit() or int(version) > TOKENIZER_FORMAT_VERSION):
-        raise TokenizerError(f"{p}: tokenizer file format version {version!r} is not one this charrnn reads (newer? upgrade charrnn)")
-    try:
-        meta = json.loads(metadata["tokenizer"])
-    except (KeyError, ValueError):
-        raise TokenizerError(f"{p}: the tokenizer metadata is missing or damaged") from None
-    try:
-        return tokenizer_from_state(meta, tensors)
-    except TokenizerError as e:
-        raise TokenizerError(f"{p}: {e}") from None

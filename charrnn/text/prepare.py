@@ -30,18 +30,12 @@ from typing import BinaryIO
 
 import torch
 
-from .data import (
-    STDIN,
-    compact,
-    decode_utf8,
-    open_binary,
-    read_corpus,
-    read_text,
-    split_point,
-    split_text,
-)
-from .errors import CorpusError
-from .tokenizers import CharTokenizer, Tokenizer
+from ..errors import CorpusError
+from ..files import atomic_write
+from .char import CharTokenizer
+from .io import STDIN, decode_utf8, open_binary, read_corpus, read_text
+from .streams import compact, split_point, split_text
+from .tokenizer import Tokenizer
 
 CHUNK_BYTES = 1 << 18  # bytes read at a time: bounds the transient memory of both passes (measured: 4 MB
 # chunks peaked at 1.4 GB RSS on a 200 MB corpus, 1 MB at 660 MB, 256 KB at 440 MB, no slower)
@@ -328,7 +322,6 @@ def _encode_to_cache(cache_dir: Path, key: str, sources: list[str], replace: boo
                      dtype: torch.dtype, n_train: int, total_chars: int, on_progress: Progress | None):
     """Pass 2: encode the pieces and write the ids file, then its metadata (which marks
     the entry complete); return the memory-mapped ids, the training id count and digests."""
-    from .checkpoint import atomic_write
 
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CorpusError
+from ..errors import CorpusError
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")  # a link to corpora/registry.json
 

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .model import RNNLanguageModel, State, detach_state
-from .runtime import autocast
-from .tokenizers import Tokenizer
+from ..models.cells import State, detach_state
+from ..models.lm import RNNLanguageModel
+from ..runtime import autocast
+from ..text.tokenizer import Tokenizer
 
 IGNORE = -100
 

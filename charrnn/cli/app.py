@@ -1,0 +1,35 @@
+"""The Typer applications and the state every command shares (the error console, the
+command's start time, its arguments). Commands register themselves on these apps from
+their own modules (one file per command)."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.console import Console
+
+# When the process started this module: the first command's time budget counts its
+# imports too. main() moves it into ``command_start`` for the command it runs.
+import_time: float | None = time.perf_counter()
+command_start: float | None = None
+argv: list[str] = []  # the arguments of this command (--nproc passes them on)
+
+app = typer.Typer(
+    name="charrnn",
+    help="Train recurrent (LSTM, GRU, RNN) networks on your own text: language models to sample from, classifiers to predict with; measure both.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+eval_app = typer.Typer(help="Measure a trained model: perplexity of a text, accuracy on labelled examples.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+err = Console(stderr=True, soft_wrap=True)
+
+tokenizer_app = typer.Typer(
+    help="Train a tokenizer, or turn text into token ids and back (like spm_train, spm_encode, spm_decode).",
+    no_args_is_help=True,
+)
+app.add_typer(tokenizer_app, name="tokenizer")

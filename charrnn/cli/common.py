@@ -1,0 +1,163 @@
+"""What several commands share: option types declared once, JSON and text output, warnings."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..config import DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
+from ..errors import ConfigError
+from ..config import ClassifierConfig
+from .app import err
+
+try:  # typer >= 0.22 carries its own copy of click
+    from typer._click.core import ParameterSource
+except ImportError:  # older typer runs on click itself
+    from click.core import ParameterSource  # type: ignore[no-redef]
+
+_M, _T, _S, _C = ModelConfig(), TrainConfig(), SampleConfig(), ClassifierConfig()
+
+
+class Cell(str, Enum):
+    lstm = "lstm"
+    gru = "gru"
+    rnn = "rnn"
+
+
+class TaskKind(str, Enum):
+    lm = "lm"
+    classify = "classify"
+
+
+class Pool(str, Enum):
+    last = "last"
+    mean = "mean"
+    max = "max"
+    attention = "attention"
+
+
+class ClassWeights(str, Enum):
+    none = "none"
+    balanced = "balanced"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+# Options shared by several commands, declared once.
+CheckpointArg = Annotated[
+    Path, typer.Argument(help="Run directory written by 'charrnn train --out' (its best checkpoint), or a checkpoint file.", show_default=False)
+]
+LatestOpt = Annotated[bool, typer.Option("--latest", help="Use the run directory's latest checkpoint instead of its best.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto uses CUDA when torch sees a GPU.", rich_help_panel="Hardware")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.", rich_help_panel="Output")]
+ReplaceOpt = Annotated[
+    bool, typer.Option("--replace-invalid", help="Replace invalid UTF-8 bytes with U+FFFD instead of stopping with an error.", rich_help_panel="Input")
+]
+
+
+class TokenizerKind(str, Enum):
+    char = "char"
+    bpe = "bpe"
+    unigram = "unigram"
+    word = "word"
+
+
+def _vocab_help() -> str:
+    d = DEFAULT_VOCAB_SIZE
+    return (f"Vocabulary size of a bpe, unigram or word tokenizer, its 260 byte and special tokens included "
+            f"(default: bpe {d['bpe']}, unigram {d['unigram']}, word {d['word']}; fewer, with a warning, when the "
+            f"text has fewer distinct pieces).")
+
+
+VocabSizeOpt = Annotated[Optional[int], typer.Option(min=1, help=_vocab_help(), show_default=False, rich_help_panel="Tokenizer")]
+TokenizerFileOpt = Annotated[
+    Path, typer.Option("--tokenizer", help="Tokenizer file (from 'charrnn tokenizer train'), checkpoint file, or run directory.", show_default=False)
+]
+
+
+def warn(message: str) -> None:
+    err.print(f"charrnn: warning: {message}", style="yellow", markup=False, highlight=False)
+
+
+def quiet_stdout() -> None:
+    """The reader of stdout went away (e.g. `| head`): that ends the product, not an error.
+    Point stdout at /dev/null so the flush at exit does not complain again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def finite(obj: Any) -> Any:
+    """JSON has no NaN or infinity: such numbers (e.g. the bpc of a text with nothing
+    scorable) become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    try:
+        sys.stdout.write(json.dumps(finite(obj), ensure_ascii=False, allow_nan=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def explicit(ctx: typer.Context, names) -> dict[str, Any]:
+    """The options among ``names`` that the user set (on the command line or environment)."""
+    given = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            value = ctx.params[name]
+            given[name] = value.value if isinstance(value, Enum) else value
+    return given
+
+
+def show(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def new_tokenizer(kind: str, vocab_size: int | None, text: str):
+    from ..text.tokenizers import train_tokenizer
+
+    if kind == "char" and vocab_size is not None:
+        raise ConfigError("--vocab-size applies to --tokenizer bpe, unigram or word (a char vocabulary is the text's characters)")
+    tok = train_tokenizer(kind, text, vocab_size)
+    for note in tok.warnings:
+        warn(note)
+    return tok
+
+
+def write_product(text: str) -> None:
+    """Write ``text`` to stdout as UTF-8 bytes, exactly (no newline translation)."""
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        quiet_stdout()

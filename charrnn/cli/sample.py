@@ -1,0 +1,108 @@
+"""``charrnn sample``: generate text from a trained language model."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import DEFAULT_LENGTH, SampleConfig
+from ..errors import ConfigError
+from .app import app
+from .common import _S, CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, ReplaceOpt, print_json, quiet_stdout, warn
+
+
+def _read_prime(prime: str | None, prime_file: str | None, replace_invalid: bool) -> str:
+    from ..text.io import read_text
+
+    if prime is not None and prime_file is not None:
+        raise ConfigError("give the prime text with --prime or --prime-file, not both")
+    if prime is not None:
+        return prime
+    if prime_file is not None:
+        return read_text(prime_file, replace_errors=replace_invalid)
+    if sys.stdin is not None and not sys.stdin.isatty():  # stdin may be closed (None)
+        return read_text("-", replace_errors=replace_invalid)
+    return ""
+
+
+@app.command(no_args_is_help=True)
+def sample(
+    checkpoint: CheckpointArg,
+    prime: Annotated[Optional[str], typer.Option("--prime", "-p", help="Text the model continues (else --prime-file, else stdin when it is not a terminal).", rich_help_panel="Prime")] = None,
+    prime_file: Annotated[Optional[str], typer.Option("--prime-file", help="Read the prime text from this file ('-' for stdin).", rich_help_panel="Prime")] = None,
+    echo_prime: Annotated[bool, typer.Option("--echo-prime/--no-echo-prime", help="Print the prime before the generated text.", rich_help_panel="Prime")] = True,
+    length: Annotated[Optional[int], typer.Option("--length", "-n", min=0, help=f"Tokens to generate: characters for a char model, subwords or bytes for the others (default: {DEFAULT_LENGTH}; none with --max-chars alone).", show_default=False, rich_help_panel="Length and stopping")] = _S.length,
+    max_chars: Annotated[Optional[int], typer.Option(min=0, help="End the generated text at this many characters (with -n too: whichever comes first).", rich_help_panel="Length and stopping")] = _S.max_chars,
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="End the output before the first occurrence of this string (repeatable).", rich_help_panel="Length and stopping")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Stop generating after this many seconds.", rich_help_panel="Length and stopping")] = _S.max_time,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help=f"Softmax temperature (> 0): lower is more conservative. [default: {_S.temperature}]", show_default=False, rich_help_panel="Sampling")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely next token.", rich_help_panel="Sampling")] = _S.greedy,
+    top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only among the k most likely tokens.", rich_help_panel="Sampling")] = _S.top_k,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample from the smallest set of tokens whose probability reaches p, in (0, 1].", rich_help_panel="Sampling")] = _S.top_p,
+    min_p: Annotated[Optional[float], typer.Option(help="Drop tokens less likely than min-p times the most likely one, in [0, 1].", rich_help_panel="Sampling")] = _S.min_p,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text (sample i of a batch uses seed + i).", rich_help_panel="Sampling")] = _S.seed,
+    num_samples: Annotated[int, typer.Option("--num-samples", "-N", help="Samples to generate, as one batch.", rich_help_panel="Sampling")] = _S.num_samples,
+    separator: Annotated[str, typer.Option(help="Printed between samples or hypotheses.", rich_help_panel="Output")] = "\n\n",
+    repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already in the prime or output less likely (1 is off).", rich_help_panel="Repetition")] = _S.repetition_penalty,
+    no_repeat_ngram: Annotated[int, typer.Option(help="Never produce the same n-gram of this many tokens twice (0 is off).", rich_help_panel="Repetition")] = _S.no_repeat_ngram,
+    beam: Annotated[Optional[int], typer.Option(help="Beam search with this many beams (1 is greedy decoding).", rich_help_panel="Beam search")] = None,
+    length_penalty: Annotated[float, typer.Option(help="Beam scores are divided by length to this power (0: no normalization).", rich_help_panel="Beam search")] = _S.length_penalty,
+    num_return: Annotated[int, typer.Option(help="How many of the best hypotheses to print.", rich_help_panel="Beam search")] = _S.num_return,
+    latest: LatestOpt = False,
+    device: DeviceOpt = Device.auto,
+    replace_invalid: ReplaceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate text from a trained model: sampling (streamed to stdout), greedy, or beam search."""
+    if beam is not None:
+        if beam < 1:
+            raise ConfigError(f"--beam must be >= 1, not {beam}")
+        given = [name for name, value in (("--temperature", temperature), ("--top-k", top_k), ("--top-p", top_p),
+                                          ("--min-p", min_p), ("--greedy", greedy or None)) if value is not None]
+        if given:
+            raise ConfigError(f"sampling options do not apply to --beam: {', '.join(given)}")
+        if num_samples != 1:
+            raise ConfigError("--num-samples does not apply to --beam (use --num-return)")
+    elif num_return != 1:
+        raise ConfigError("--num-return applies to --beam only (use --num-samples)")
+    config = SampleConfig(
+        length=length, max_chars=max_chars, temperature=_S.temperature if temperature is None else temperature, greedy=greedy,
+        top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
+        stop=tuple(stop or ()), max_time=max_time, seed=seed, num_samples=num_samples, beam=beam or 0,
+        length_penalty=length_penalty, num_return=num_return,
+    )
+    from ..api import load
+
+    lm = load(checkpoint, device=device.value, latest=latest)
+    prime_text = _read_prime(prime, prime_file, replace_invalid)
+    unknown = lm.count_unknown(prime_text)
+    if unknown:
+        warn(f"the prime has {unknown} character(s) the model never saw in training; it reads them as unknown")
+    head = prime_text if echo_prime else ""
+    out = sys.stdout
+    t = time.perf_counter()
+    try:
+        if json_out or config.beam or config.num_samples > 1:
+            results = lm.sample(prime_text, config)
+            secs = time.perf_counter() - t
+            if json_out:
+                tokens = sum(len(g.tokens) for g in results)
+                print_json({"prime": prime_text, "text": results[0].text, "samples": [g.as_dict() for g in results],
+                             "tokens": tokens, "seconds": secs, "tokens_per_sec": tokens / secs if secs > 0 else None})
+                return
+            out.write(separator.join(head + g.text for g in results) + "\n")
+            out.flush()
+            return
+        # One sample: stream it as it is generated.
+        out.write(head)
+        out.flush()
+        for piece in lm.stream(prime_text, config):
+            out.write(piece)
+            out.flush()
+        out.write("\n")
+        out.flush()
+    except BrokenPipeError:
+        quiet_stdout()

@@ -1,0 +1,201 @@
+"""``charrnn train``: train a model on a corpus and save it in a run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig
+from ..errors import CharrnnError, ConfigError, CorpusTooSmallError
+from . import app as state
+from .app import app, err
+from .common import (_C, _M, _T, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, Pool, Precision, ReplaceOpt,
+                     TaskKind, TokenizerKind, VocabSizeOpt, explicit, flag, print_json)
+from .train_setup import (_MODEL_FIELDS, check_out_free, default_out, open_run_dir, prepare_on_every_rank, resumed_or_new,
+                          size_model, tokenizer_spec, with_display)
+from .train_classify import CLASSIFY_ONLY, ClassifyOptions, train_classify
+
+_FLAG_OF = {"batch_size": "--batch-size", "bptt": "--bptt"}
+
+
+@app.command(no_args_is_help=True)
+def train(
+    ctx: typer.Context,
+    corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare; for --task classify one labelled file (TSV/CSV with a header, fastText lines) or a folder with one file per label.", show_default=False)],
+    task: Annotated[TaskKind, typer.Option(help="lm: a language model of the text; classify: a label per example (sequence classification).")] = TaskKind.lm,
+    cell: Annotated[Cell, typer.Option(help="Recurrent cell.", rich_help_panel="Model")] = Cell(_M.cell),
+    layers: Annotated[int, typer.Option(min=1, max=64, help="Stacked recurrent layers.", rich_help_panel="Model")] = _M.layers,
+    hidden_size: Annotated[int, typer.Option(min=1, help="Units per recurrent layer [default: chosen from this machine's measured training speed, the limits and the corpus size (and the batch size with it, unless given); the start line says what and why].", show_default=False, rich_help_panel="Model")] = _M.hidden_size,
+    embedding_dim: Annotated[int, typer.Option(min=1, help="Size of the token embedding.", rich_help_panel="Model")] = _M.embedding_dim,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between recurrent layers and before the output layer.", rich_help_panel="Model")] = _M.dropout,
+    tie_weights: Annotated[bool, typer.Option("--tie-weights/--no-tie-weights", help="Share the embedding and output matrices (needs embedding-dim == hidden-size).", rich_help_panel="Model")] = _M.tie_weights,
+    bidirectional: Annotated[bool, typer.Option("--bidirectional/--no-bidirectional", help="Read each example in both directions (classify).", rich_help_panel="Classification")] = _C.bidirectional,
+    pool: Annotated[Pool, typer.Option(help="How the outputs over an example become one vector: last state (of each direction), mean, max, or learned attention (classify).", rich_help_panel="Classification")] = Pool(_C.pool),
+    one_hot: Annotated[bool, typer.Option("--one-hot", help="Feed each token as a one-hot vector instead of a learned embedding (classify).", rich_help_panel="Classification")] = _C.one_hot,
+    embeddings: Annotated[Optional[Path], typer.Option(help="Initialise the token embeddings from word vectors in word2vec/GloVe text format (.gz too); --embedding-dim must match them (classify).", rich_help_panel="Classification")] = None,
+    freeze_embeddings: Annotated[bool, typer.Option("--freeze-embeddings", help="Keep the --embeddings vectors fixed during training (classify).", rich_help_panel="Classification")] = False,
+    class_weights: Annotated[ClassWeights, typer.Option(help="balanced: weight each label's loss by n / (labels * its count), for skewed label sets (classify).", rich_help_panel="Classification")] = ClassWeights.none,
+    text_column: Annotated[Optional[str], typer.Option(help="Column with the text in a TSV/CSV file [default: found from names such as text, sentence] (classify).", show_default=False, rich_help_panel="Classification")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Column with the label in a TSV/CSV file [default: found from names such as label, class] (classify).", show_default=False, rich_help_panel="Classification")] = None,
+    tokenizer: Annotated[Optional[TokenizerKind], typer.Option(help="char (the default): one token per character; bpe, unigram: SentencePiece subwords; word: SentencePiece words. Trained on the training split.", show_default=False, rich_help_panel="Tokenizer")] = None,
+    vocab_size: VocabSizeOpt = None,
+    tokenizer_file: Annotated[Optional[Path], typer.Option(help="Use this tokenizer instead of training one: a file from 'charrnn tokenizer train', a checkpoint or a run directory.", rich_help_panel="Tokenizer")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help=f"Parallel streams per step (B) [default: {_T.batch_size}, or 16 or 8 when the size is chosen and a smaller batch buys the steps a short run needs].", show_default=False, rich_help_panel="Optimisation")] = _T.batch_size,
+    bptt: Annotated[int, typer.Option(min=1, help="Steps per truncated-BPTT window (T).", rich_help_panel="Optimisation")] = _T.bptt,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).", rich_help_panel="Optimisation")] = _T.lr,
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warmup steps before the cosine decay.", rich_help_panel="Optimisation")] = _T.warmup_steps,
+    min_lr_ratio: Annotated[float, typer.Option(min=0.0, max=1.0, help="The decay ends at lr times this.", rich_help_panel="Optimisation")] = _T.min_lr_ratio,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay on weight matrices.", rich_help_panel="Optimisation")] = _T.weight_decay,
+    grad_clip: Annotated[float, typer.Option(min=0.0, help="Clip the global gradient norm to this.", rich_help_panel="Optimisation")] = _T.grad_clip,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and dropout.", rich_help_panel="Optimisation")] = _T.seed,
+    rollback_after: Annotated[int, typer.Option(min=1, help="Steps with a non-finite loss or gradient are skipped; after this many in a row, go back to the last checkpoint and lower the learning rate.", rich_help_panel="Divergence")] = _T.rollback_after,
+    max_rollbacks: Annotated[int, typer.Option(min=0, help="Stop with an error after this many rollbacks.", rich_help_panel="Divergence")] = _T.max_rollbacks,
+    rollback_lr_factor: Annotated[float, typer.Option(min=0.0, max=1.0, help="Multiply the learning rate by this at each rollback.", rich_help_panel="Divergence")] = _T.rollback_lr_factor,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many steps.", rich_help_panel="Stopping")] = _T.max_steps,
+    epochs: Annotated[Optional[float], typer.Option(min=0.0, help=f"Stop after this many passes over the training text (with no limit given: {DEFAULT_EPOCHS:g}, or the steps that fit in about {DEFAULT_SECONDS / 60:g} min on this machine if fewer).", rich_help_panel="Stopping")] = _T.epochs,
+    time_budget: Annotated[Optional[float], typer.Option(min=0.0, help="Stop within this many seconds, final evaluation and save included; the learning rate decays over it.", rich_help_panel="Stopping")] = _T.time_budget,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Last fraction of the characters used for validation (classify: a stratified random fraction of the examples).", rich_help_panel="Input")] = _T.val_fraction,
+    val_max_chars: Annotated[int, typer.Option(min=2, help="At most this many characters of validation text (keeps validation quick on big corpora).", rich_help_panel="Input")] = _T.val_max_chars,
+    val_file: Annotated[Optional[str], typer.Option(help="Validate on this file instead of the end of the corpus (or a split of the examples).", rich_help_panel="Input")] = None,
+    replace_invalid: ReplaceOpt = False,
+    device: DeviceOpt = Device(_T.device),
+    precision: Annotated[Precision, typer.Option(help="auto: bf16 autocast where the hardware has it (AMX/AVX512-BF16 CPUs, recent GPUs), else fp32.", rich_help_panel="Hardware")] = Precision(_T.precision),
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice).", rich_help_panel="Hardware")] = _T.threads,
+    nproc: Annotated[Optional[int], typer.Option(min=1, help="Train with this many processes on this machine (torchrun underneath; DistributedDataParallel): one per GPU, or CPU processes sharing the cores. --batch-size is the global batch, split among them.", show_default=False, rich_help_panel="Hardware")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for checkpoints and metrics [default: checkpoints/<corpus name>].", rich_help_panel="Output")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the output directory.", rich_help_panel="Output")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint, exactly where it stopped. Only the limits (--max-steps, --epochs, --time-budget, counted over the whole run), --eval-interval, --log-interval, hardware and divergence options may change.", rich_help_panel="Output")] = False,
+    eval_interval: Annotated[int, typer.Option(min=1, help="Steps between validations (and checkpoint saves).", rich_help_panel="Output")] = _T.eval_interval,
+    log_interval: Annotated[int, typer.Option(min=1, help="Steps between progress updates.", rich_help_panel="Output")] = _T.log_interval,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="Output")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a language model (or, with --task classify, a classifier) on CORPUS and save it in a run directory.
+
+    With several processes (--nproc N, or started by torchrun) each trains its share of the
+    --batch-size streams or examples; the first one writes the run directory and shows progress."""
+    from ..training import distributed
+
+    t0 = state.command_start if state.command_start is not None else time.perf_counter()
+    if distributed.launched() and os.environ.get(_START_ENV):
+        # Started by --nproc: the time budget counts from when that command started.
+        with contextlib.suppress(ValueError):
+            t0 = time.perf_counter() - max(time.time() - float(os.environ[_START_ENV]), 0.0)
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    several = (nproc or 1) > 1 or distributed.launched()
+    if several and "-" in corpus:
+        raise ConfigError("training with several processes reads the corpus from files, not '-' (stdin)")
+    if nproc is not None and distributed.launched():
+        raise ConfigError("--nproc starts its own processes: leave it out under torchrun")
+    if (nproc or 1) > 1:
+        # Say what the processes would all say, before starting them.
+        batch = batch_size
+        if resume:
+            from ..checkpoint import load_checkpoint
+
+            with contextlib.suppress(CharrnnError):  # the processes report a missing or bad run
+                batch = load_checkpoint(default_out(out, corpus), latest=True).train_config.batch_size
+        distributed.check_batch(batch, nproc)
+        on_gpu = device.value == "cuda" or (device.value == "auto" and _cuda_available())
+        if on_gpu and nproc > _cuda_count() and (not resume or explicit(ctx, ["device"])):
+            raise ConfigError(distributed.too_many_for_gpus(nproc))
+        os.environ[_START_ENV] = repr(time.time() - (time.perf_counter() - t0))
+        raise typer.Exit(distributed.launch(nproc, _without_option(state.argv, "--nproc")))
+    dist = distributed.init() if distributed.launched() else None
+    with distributed.session(dist):
+        if task == TaskKind.classify:
+            opts = ClassifyOptions(text_column, label_column, embeddings, freeze_embeddings,
+                                   class_weights == ClassWeights.balanced)
+            train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet,
+                           json_out, val_file, opts)
+            return
+        given = [flag(n) for n in explicit(ctx, CLASSIFY_ONLY)]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: for --task classify only")
+        _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
+               val_file, replace_invalid, ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size,
+                                                     embedding_dim=embedding_dim, dropout=dropout,
+                                                     tie_weights=tie_weights))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+_START_ENV = "CHARRNN_START_TIME"  # wall-clock start of a --nproc command, for its processes' time budget
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` or ``name=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
+
+
+def _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
+           val_file, replace_invalid, new_model_cfg) -> None:
+    from ..text.corpora import resolve_corpus
+    from ..text.prepare import prepare_corpus
+    from ..training import distributed
+    from ..training import train as run_training
+    from .progress import PreparationDisplay
+
+    main = dist is None or dist.main
+    out = default_out(out, corpus)
+    checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, _MODEL_FIELDS, _T)
+    model_cfg = checkpoint.model_config if checkpoint is not None else new_model_cfg
+    if dist is not None:
+        dist = distributed.use_device(dist, train_cfg.device)  # a resumed run keeps its device
+    val_fraction, val_max_chars = train_cfg.val_fraction, train_cfg.val_max_chars
+    check_out_free(dist, out, resume, overwrite)  # say so before the corpus is prepared
+    distributed.main_first(dist, lambda: [resolve_corpus(c) for c in corpus])  # downloads once, on rank 0
+    sources = distributed.each(dist, lambda: [resolve_corpus(c) for c in corpus])
+    tok_arg = tokenizer_spec(tokenizer, vocab_size, tokenizer_file, checkpoint)
+
+    def prepare(tok, on_progress=None):
+        return prepare_corpus(sources, val_fraction=val_fraction, val_max_chars=val_max_chars,
+                              replace_errors=replace_invalid, tokenizer=tok,
+                              val_source=resolve_corpus(val_file) if val_file is not None else None,
+                              on_progress=on_progress)
+
+    # Rank 0 prepares the corpus (and trains the tokenizer); the others then encode with
+    # its tokenizer, from the id cache when they share its machine.
+    with PreparationDisplay(err, enabled=not quiet and main) as prep:
+        data = distributed.main_first(dist, lambda: prepare(tok_arg, prep.update))
+    if dist is not None and dist.world_size > 1:
+        data = prepare_on_every_rank(dist, data, prepare)
+    sizing = None
+    if not resume:
+        model_cfg, train_cfg, sizing = size_model(ctx, dist, data, model_cfg, train_cfg)
+    run_dir = open_run_dir(dist, out, overwrite, resume)
+    try:
+        result = with_display(quiet, main, lambda on_event: run_training(
+            None, None, model_cfg, train_cfg, run_dir, on_event=on_event, start_time=t0, resume=checkpoint,
+            corpus=data, dist=dist, sizing=sizing))
+    except CorpusTooSmallError as e:
+        raise CharrnnError(
+            f"the {e.split} text has {e.tokens:,} tokens, too few for {_FLAG_OF['batch_size']} {e.batch_size} "
+            f"and {_FLAG_OF['bptt']} {e.bptt} (needs {e.needed:,}): lower them or give a larger corpus"
+        ) from None
+    if json_out and main:
+        print_json(result.summary)

@@ -1,0 +1,144 @@
+"""Beam search over any DecoderStep: all beams advance together as the rows of one step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import torch
+
+from ..config import SampleConfig
+from ..models.lm import RNNLanguageModel
+from ..text.tokenizer import Detokenizer
+from .controls import Controls
+from .sample import lm_start
+from .step import DecoderStep
+from .text import Generation, MakeDetokenizer, StopMatcher, TokenText, detokenizers, kept_tokens, text_of
+
+
+@torch.inference_mode()
+def beam_search(
+    model: RNNLanguageModel,
+    prime: torch.Tensor,
+    config: SampleConfig,
+    *,
+    start_id: int,
+    token_text: TokenText | None = None,
+    detokenizer: MakeDetokenizer | None = None,
+    banned: Iterable[int] = (),
+) -> list[Generation]:
+    """The ``config.num_return`` best continuations of ``prime`` found with ``config.beam``
+    beams. All beams advance together as the rows of one step.
+
+    A hypothesis ends at ``config.max_tokens`` tokens, at ``config.max_chars`` characters
+    or at a stop string (tokens past the cut are dropped); finished ones are ranked by
+    score / length ** length_penalty, where score is the sum of the model's
+    log-probabilities (after the repetition penalty, when one is set) and length counts
+    tokens. The search ends when ``beam`` hypotheses have finished, or at the length limit.
+    """
+    make = detokenizers(token_text, detokenizer)
+    was_training = model.training
+    model.eval()
+    try:
+        return _beam(model, prime, config, make, start_id, banned)
+    finally:
+        model.train(was_training)
+
+
+def _beam(model, prime, cfg: SampleConfig, make: MakeDetokenizer, start_id, banned) -> list[Generation]:
+    if cfg.max_tokens == 0 or cfg.max_chars == 0:
+        return [Generation("", [], 0.0, "length", 0.0)]
+    runner, history, first = lm_start(model, prime, start_id, cfg.beam)
+    return beam_steps(runner, history, first, cfg, make, banned)
+
+
+def beam_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleConfig, make: MakeDetokenizer,
+               banned: Iterable[int]) -> list[Generation]:
+    """Beam search from a started step with ``cfg.beam`` rows (fed ``first`` next, after
+    ``history`` for the controls)."""
+    t0 = time.perf_counter()
+    k = cfg.beam
+    length = cfg.max_tokens
+    device, vocab = runner.device, runner.vocab_size
+    controls = Controls(cfg, history, banned, k, vocab, device)
+    tokens = torch.full((k,), first, dtype=torch.long, device=device)
+    # Live hypotheses are rows. Each step appends (parent row, token, log-prob, score) per
+    # row to ``history``; a hypothesis's tokens are found by walking parents back.
+    history: list[list[tuple[int, int, float, float]]] = []
+    alive = torch.full((k,), float("-inf"), dtype=torch.float64, device=device)
+    alive[0] = 0.0  # at the start all beams are the same: only one of them expands
+    # Per live row, only when text decides the end: its detokenizer and stop matcher.
+    tracks: list[tuple[Detokenizer, StopMatcher]] | None = None
+    if cfg.stop or cfg.max_chars is not None:
+        tracks = [(make(), StopMatcher(cfg.stop, keep=False, limit=cfg.max_chars)) for _ in range(k)]
+    finished: list[Generation] = []
+
+    def trace(row: int, tok: int, lp: float, sc: float) -> tuple[list[int], list[float], list[float]]:
+        toks, lps, scs = [tok], [lp], [sc]
+        for step in range(len(history) - 1, -1, -1):
+            row, t, l, c = history[step][row]
+            toks.append(t)
+            lps.append(l)
+            scs.append(c)
+        return toks[::-1], lps[::-1], scs[::-1]
+
+    def finish(row: int, tok: int, lp: float, sc: float, reason: str) -> None:
+        toks, lps, scs = trace(row, tok, lp, sc)
+        text, cut = text_of(toks, make, cfg)
+        kept = kept_tokens(toks, make, len(text)) if cut else len(toks)
+        score = sum(scs[:kept])
+        if cfg.length_penalty:
+            score /= max(kept, 1) ** cfg.length_penalty
+        finished.append(Generation(text, toks[:kept], sum(lps[:kept]), reason, score))
+
+    for step in range(length):
+        logits = runner.step(tokens)
+        logp = torch.log_softmax(logits.double(), dim=-1)  # (K, V): the model's scores
+        adj = logp if controls.plain else controls.scores(logits, log_normalize=True)
+        cand = (alive.view(-1, 1) + adj).view(-1)  # (K * V) total scores of every extension
+        top = torch.topk(cand, min(2 * k, cand.numel()))
+        flat = top.indices  # row * V + token
+        # One host transfer for the totals, log-probabilities and scores of the candidates
+        # (small ops dominate a beam step on the CPU).
+        picked = [top.values, logp.view(-1)[flat]] + ([] if adj is logp else [adj.view(-1)[flat]])
+        values = torch.stack(picked).tolist()
+        totals_t, lp_t = values[0], values[1]
+        sc_t = values[-1]
+        last = step == length - 1
+        timed_out = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
+        rows, next_tokens, entries, new_tracks, totals = [], [], [], [], []
+        for i, (total, index) in enumerate(zip(totals_t, flat.tolist())):
+            if total == float("-inf") or len(rows) == k:
+                break
+            row, tok = divmod(index, vocab)
+            lp, sc = lp_t[i], sc_t[i]
+            track = None
+            if tracks is not None:
+                det, stop = tracks[row][0].clone(), tracks[row][1].clone()
+                stop.feed(det.feed(tok))
+                if stop.stopped:
+                    finish(row, tok, lp, sc, stop.reason or "stop")
+                    continue
+                track = (det, stop)
+            if last or timed_out:
+                finish(row, tok, lp, sc, "length" if last else "time")
+                continue
+            rows.append(row)
+            next_tokens.append(tok)
+            entries.append((row, tok, lp, sc))
+            new_tracks.append(track)
+            totals.append(total)
+        if len(finished) >= k or not rows or last or timed_out:
+            break
+        pad = k - len(rows)  # fewer live extensions than beams: fill with dead rows
+        history.append(entries + [entries[0]] * pad)
+        index = torch.tensor(rows + [rows[0]] * pad, device=device)
+        runner.reorder(index)
+        controls.reorder(index)
+        controls.push(torch.tensor(next_tokens, device=device), next_tokens)
+        if tracks is not None:
+            tracks = new_tracks + [(new_tracks[0][0].clone(), new_tracks[0][1].clone()) for _ in range(pad)]
+        alive = torch.tensor(totals + [float("-inf")] * pad, dtype=torch.float64, device=device)
+        tokens = torch.tensor(next_tokens + [first] * pad, dtype=torch.long, device=device)
+    finished.sort(key=lambda g: g.score, reverse=True)
+    return finished[: cfg.num_return]

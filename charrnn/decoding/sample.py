@@ -1,0 +1,190 @@
+"""Sampling (batched), and greedy decoding as its temperature-0 limit, over any DecoderStep.
+
+Rows of the batch are independent samples. ``config.max_tokens`` counts tokens;
+``config.max_chars`` cuts the text at a number of characters; stop strings end a row.
+
+Seeding rule: sample ``i`` of a batch draws its random numbers from its own generator
+seeded with ``seed + i``, so a batch of N gives the same texts as N single runs with
+seeds seed, seed + 1, ... (up to floating-point differences of batched arithmetic).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+
+import torch
+
+from ..config import SampleConfig
+from ..models.lm import RNNLanguageModel
+from .controls import Controls
+from .step import DecoderStep, StepRunner, read_prime
+from .text import Generation, MakeDetokenizer, StopMatcher, TokenText, detokenizers, kept_tokens
+
+
+def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator seeded with ``seed``, or from the OS when no seed is given."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+    return gen
+
+
+def sample(
+    model: RNNLanguageModel,
+    prime: torch.Tensor,
+    config: SampleConfig,
+    *,
+    start_id: int,
+    token_text: TokenText | None = None,
+    detokenizer: MakeDetokenizer | None = None,
+    banned: Iterable[int] = (),
+    on_text: Callable[[int, str], None] | None = None,
+) -> list[Generation]:
+    """Sample ``config.num_samples`` continuations of ``prime`` as one batch.
+
+    ``on_text(row, piece)`` is called with each piece of text as soon as it is final
+    (stop strings can hold a few characters back, byte tokens wait for the rest of their
+    character). Greedy decoding when config.greedy. Ids become text through
+    ``detokenizer()`` (one per row), or ``token_text`` when every token is whole text.
+    """
+    it = iter_sample(model, prime, config, start_id=start_id, token_text=token_text, detokenizer=detokenizer,
+                     banned=banned)
+    while True:
+        try:
+            row, piece = next(it)
+        except StopIteration as end:
+            return end.value
+        if on_text is not None:
+            on_text(row, piece)
+
+
+def iter_sample(
+    model: RNNLanguageModel,
+    prime: torch.Tensor,
+    config: SampleConfig,
+    *,
+    start_id: int,
+    token_text: TokenText | None = None,
+    detokenizer: MakeDetokenizer | None = None,
+    banned: Iterable[int] = (),
+) -> Generator[tuple[int, str], None, list[Generation]]:
+    """Like ``sample``, as a generator of (row, piece) that returns the generations."""
+    make = detokenizers(token_text, detokenizer)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return (yield from _sample(model, prime, config, make, start_id, banned))
+    finally:
+        model.train(was_training)
+
+
+def lm_start(model: RNNLanguageModel, prime: torch.Tensor, start_id: int, rows: int) -> tuple[StepRunner, list[int], int]:
+    """The language model's step for ``rows`` rows after reading ``prime``: (step, the
+    prime's ids, the first token to feed)."""
+    prime, state, first = read_prime(model, prime, start_id)
+    runner = StepRunner(model)
+    runner.start(state, rows)
+    return runner, prime.tolist(), first
+
+
+def _sample(model, prime, cfg: SampleConfig, make: MakeDetokenizer, start_id, banned):
+    runner, history, first = lm_start(model, prime, start_id, cfg.num_samples)
+    return (yield from sample_steps(runner, history, first, cfg, make, banned))
+
+
+def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleConfig, make: MakeDetokenizer,
+                 banned: Iterable[int]) -> Generator[tuple[int, str], None, list[Generation]]:
+    """Sample from a started step (``cfg.num_samples`` rows, fed ``first`` next, after
+    ``history`` for the controls): a generator of (row, piece) returning the generations."""
+    t0 = time.perf_counter()
+    n = cfg.num_samples
+    length = cfg.max_tokens
+    device, vocab = runner.device, runner.vocab_size
+    controls = Controls(cfg, history, banned, n, vocab, device)
+    blocker = controls.blocker
+    tokens = torch.full((n,), first, dtype=torch.long, device=device)
+    gens = [make_generator(None if cfg.seed is None else cfg.seed + i, device) for i in range(n)]
+    chunk = max(1, min(length, 1024))
+    uniforms = torch.empty(n, 0, device=device)
+    out_tokens: list[list[int]] = [[] for _ in range(n)]
+    # The log-probability of a row is a running sum; the last few terms are kept apart so
+    # that tokens cut off by a stop string can be taken out again. Memory stays constant
+    # however long the output.
+    logp_sum = [0.0] * n
+    # A cut drops the tokens of the held-back text, the stop string and one token past it;
+    # a character can take 4 byte tokens.
+    recent_size = 8 * max((len(x) for x in cfg.stop), default=0) + 16
+    recent: list[deque[float]] = [deque(maxlen=recent_size) for _ in range(n)]
+    stops = [StopMatcher(cfg.stop, limit=cfg.max_chars) for _ in range(n)]
+    dets = [make() for _ in range(n)]
+    feeds = [d.feed for d in dets]
+    done = [False] * n
+    reasons = ["length"] * n
+    for step in range(length):
+        if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
+            for r in range(n):
+                if not done[r]:
+                    done[r], reasons[r] = True, "time"
+            break
+        logits = runner.step(tokens)
+        logp_all = logits - torch.logsumexp(logits, dim=-1, keepdim=True)  # the model's own scores
+        scores = controls.scores(logits)
+        if blocker is not None:
+            # A row whose every continuation is banned has nowhere to go: it ends.
+            stuck = torch.isneginf(scores).all(dim=-1)
+            for r in stuck.nonzero().view(-1).tolist():
+                if not done[r]:
+                    done[r], reasons[r] = True, "blocked"
+            if all(done):
+                break
+            scores[stuck] = 0.0  # keep finished rows computable
+        if cfg.greedy:
+            nxt = torch.argmax(scores, dim=-1)
+        else:
+            probs = torch.softmax(controls.sampling(scores), dim=-1)
+            if uniforms.shape[1] == 0:
+                # Each row's own generator, drawn in chunks: row i's numbers do not depend
+                # on how many rows the batch has.
+                uniforms = torch.stack([torch.rand(chunk, generator=g, device=device, dtype=torch.float64) for g in gens])
+            u = uniforms[:, :1]
+            uniforms = uniforms[:, 1:]
+            cdf = torch.cumsum(probs, dim=-1, dtype=torch.float64)
+            nxt = torch.searchsorted(cdf, u * cdf[:, -1:]).view(-1).clamp_(max=vocab - 1)
+            # A draw can land on a zero-probability token only at a float boundary: step
+            # back to the nearest allowed one.
+            bad = probs.gather(1, nxt.view(-1, 1)).view(-1) <= 0
+            if bool(bad.any()):
+                nxt = torch.where(bad, torch.argmax(probs, dim=-1), nxt)
+        step_logps = logp_all.gather(1, nxt.view(-1, 1)).view(-1).tolist()
+        tokens = nxt
+        ids = nxt.tolist()
+        controls.push(nxt, ids, [not d for d in done])
+        for r, t in enumerate(ids):
+            if done[r]:
+                continue
+            out_tokens[r].append(t)
+            logp_sum[r] += step_logps[r]
+            recent[r].append(step_logps[r])
+            piece = stops[r].feed(feeds[r](t))
+            if piece:
+                yield r, piece
+            if stops[r].stopped:
+                done[r], reasons[r] = True, stops[r].reason
+        if all(done):
+            break
+    results = []
+    for r in range(n):
+        rest = stops[r].feed(dets[r].flush()) + stops[r].flush()
+        if rest:
+            yield r, rest
+        text = stops[r].text
+        kept = kept_tokens(out_tokens[r], make, len(text))
+        dropped = len(out_tokens[r]) - kept
+        if dropped > len(recent[r]):  # cannot happen: see recent_size
+            raise RuntimeError("stop string cut more tokens than were kept apart")
+        logprob = logp_sum[r] - sum(list(recent[r])[len(recent[r]) - dropped :]) if dropped else logp_sum[r]
+        results.append(Generation(text, out_tokens[r][:kept], logprob, reasons[r]))
+    return results

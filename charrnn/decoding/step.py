@@ -1,0 +1,154 @@
+"""The decoding step: one token at a time for N rows, which sampling and beam search drive.
+
+A ``DecoderStep`` is anything with ``start`` (set up N rows from a model state),
+``step`` (feed N tokens, get the logits of the next ones) and ``reorder`` (row i takes
+the state of row index[i], for beam search), plus its ``device`` and ``vocab_size``.
+``StepRunner`` is the language model's step; the sequence-to-sequence decoder supplies
+its own, and the same sampling and beam search drive both.
+
+``StepRunner`` is a hand-written inference step for each cell type: the weights of each
+layer are fused into one matrix, all buffers are allocated once, and there is no autograd,
+so a step costs a few small matrix products and in-place activations instead of a full
+``nn.LSTM`` call.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from ..models.cells import State
+from ..models.lm import RNNLanguageModel
+
+
+class DecoderStep(Protocol):
+    device: torch.device
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def start(self, state, n: int) -> None: ...
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def reorder(self, index: torch.Tensor) -> None: ...
+
+
+class StepRunner:
+    """One-token-at-a-time inference for an RNNLanguageModel, batch of N rows.
+
+    Shapes: tokens (N,), state per layer h (N, H) (and c (N, H) for LSTM), logits (N, V).
+    """
+
+    def __init__(self, model: RNNLanguageModel):
+        cfg = model.config
+        self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden_size
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, torch.float32
+        with torch.no_grad():
+            self.emb = model.embedding.weight.detach().float()
+            self.dec_w = model.decoder.weight.detach().float().t().contiguous()  # (H, V)
+            self.dec_b = model.decoder.bias.detach().float().view(1, -1)
+            self.w: list[torch.Tensor] = []
+            self.b: list[torch.Tensor] = []
+            self.w_hh: list[torch.Tensor] = []
+            self.b_hh: list[torch.Tensor] = []
+            for layer in range(cfg.layers):
+                w_ih = getattr(model.rnn, f"weight_ih_l{layer}").detach().float()
+                w_hh = getattr(model.rnn, f"weight_hh_l{layer}").detach().float()
+                b_ih = getattr(model.rnn, f"bias_ih_l{layer}").detach().float()
+                b_hh = getattr(model.rnn, f"bias_hh_l{layer}").detach().float()
+                if self.cell == "gru":
+                    # GRU multiplies the hidden part of the candidate gate by r: keep the
+                    # input and hidden products apart.
+                    self.w.append(w_ih.t().contiguous())
+                    self.b.append(b_ih.view(1, -1))
+                    self.w_hh.append(w_hh.t().contiguous())
+                    self.b_hh.append(b_hh.view(1, -1))
+                else:
+                    # [x, h] @ [W_ih | W_hh]^T + (b_ih + b_hh): one product per layer.
+                    self.w.append(torch.cat([w_ih, w_hh], dim=1).t().contiguous())
+                    self.b.append((b_ih + b_hh).view(1, -1))
+        self.n = 0
+
+    def start(self, state: State | None, n: int) -> None:
+        """Allocate buffers for ``n`` rows from a model state of batch 1 (or None)."""
+        H, L, dev = self.hidden, self.layers, self.device
+        self.n = n
+        if state is None:
+            h = torch.zeros(L, 1, H, device=dev)
+            c = torch.zeros(L, 1, H, device=dev)
+        elif isinstance(state, tuple):
+            h, c = state
+        else:
+            h, c = state, torch.zeros_like(state)
+        # Every layer's h and c in one tensor (2, L, n, H), so that a beam reorder is one
+        # index_select and one copy however many layers there are.
+        self.hc = torch.empty(2, L, n, H, device=dev)
+        self.hc[0].copy_(h.float().expand(L, n, H))
+        self.hc[1].copy_(c.float().expand(L, n, H))
+        self.h = list(self.hc[0].unbind(0))  # views: (n, H) per layer
+        self.c = list(self.hc[1].unbind(0))
+        in_sizes = [self.emb.shape[1]] + [H] * (L - 1)
+        if self.cell == "gru":
+            self.x = [torch.empty(n, s, device=dev) for s in in_sizes]
+            self.gi = torch.empty(n, 3 * H, device=dev)
+            self.gh = torch.empty(n, 3 * H, device=dev)
+        else:
+            self.x = [torch.empty(n, s + H, device=dev) for s in in_sizes]  # [input | h]
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+        self.g = torch.empty(n, gates * H, device=dev)
+        self.logits = torch.empty(n, self.dec_w.shape[1], device=dev)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` (beam search): row i takes the state of row index[i]."""
+        self.hc.copy_(self.hc.index_select(2, index))
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed ``tokens`` (N,); return the logits (N, V) of the next token (a reused buffer)."""
+        H = self.hidden
+        inp = self.emb.index_select(0, tokens)  # (N, E)
+        for i in range(self.layers):
+            x, h, c, g = self.x[i], self.h[i], self.c[i], self.g
+            e = inp.shape[1]
+            if self.cell == "gru":
+                x.copy_(inp)
+                torch.addmm(self.b[i], x, self.w[i], out=self.gi)
+                torch.addmm(self.b_hh[i], h, self.w_hh[i], out=self.gh)
+                rz = self.gi[:, : 2 * H].add_(self.gh[:, : 2 * H]).sigmoid_()  # (N, 2H): r, z
+                n = self.gi[:, 2 * H :].addcmul_(rz[:, :H], self.gh[:, 2 * H :]).tanh_()
+                # h' = (1 - z) * n + z * h = n + z * (h - n)
+                h.sub_(n).mul_(rz[:, H:]).add_(n)
+            else:
+                x[:, :e].copy_(inp)
+                x[:, e:].copy_(h)
+                torch.addmm(self.b[i], x, self.w[i], out=g)
+                if self.cell == "rnn":
+                    torch.tanh(g, out=h)
+                else:  # LSTM gates in torch's order: input, forget, cell, output
+                    g[:, : 2 * H].sigmoid_()
+                    g[:, 3 * H :].sigmoid_()
+                    g[:, 2 * H : 3 * H].tanh_()
+                    c.mul_(g[:, H : 2 * H]).addcmul_(g[:, :H], g[:, 2 * H : 3 * H])
+                    torch.tanh(c, out=h)
+                    h.mul_(g[:, 3 * H :])
+            inp = h
+        return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.dec_w.shape[1]
+
+
+def read_prime(model: RNNLanguageModel, prime: torch.Tensor, start_id: int) -> tuple[torch.Tensor, State | None, int]:
+    """Read the prime (all but its last token) with the model's own forward pass, in one
+    call; return the prime ids, the state and the token the step loop is fed first."""
+    device = next(model.parameters()).device
+    prime = prime.to(device=device, dtype=torch.long).view(-1)
+    if prime.numel() == 0:
+        prime = torch.tensor([start_id], device=device)
+    state = None
+    if prime.numel() > 1:
+        _, state = model(prime[:-1].view(1, -1))
+    return prime, state, int(prime[-1])

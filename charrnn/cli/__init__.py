@@ -20,7 +20,7 @@ import typer
 from ..errors import CharrnnError, ConfigError, InvalidUtf8Error, TrainingDiverged, TrainingInterrupted
 from . import app as state
 # Each module registers its command; the order here is the order of the help.
-from . import train, sample, info, evaluate, tokenizer  # noqa: F401,I001
+from . import train, sample, predict, info, evaluate, tokenizer  # noqa: F401,I001
 from .app import app, err
 from .common import quiet_stdout
 

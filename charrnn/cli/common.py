@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..config import DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
-from ..errors import ConfigError
+from ..errors import CharrnnError, ConfigError
 from ..config import ClassifierConfig
 from .app import err
 
@@ -161,3 +161,11 @@ def write_product(text: str) -> None:
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         quiet_stdout()
+
+
+def require_language_model(model: Any, checkpoint: Path, instead: str) -> None:
+    """Refuse a classifier where a language model is needed, saying what to use instead."""
+    from ..api import LanguageModel
+
+    if not isinstance(model, LanguageModel):
+        raise CharrnnError(f"{checkpoint}: a classifier, not a language model: {instead}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..errors import CharrnnError
 from .app import eval_app
-from .common import CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt, print_json, warn
+from .common import (CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt, print_json,
+                     require_language_model, warn)
 
 
 @eval_app.command(no_args_is_help=True)
@@ -32,11 +33,11 @@ def perplexity(
     ones), so char and subword models compare on the same text."""
     from ..api import load
     from ..text.corpora import resolve_corpus
+    from ..runtime import bf16_fallback_note
     from ..text.io import read_text
 
-    from ..runtime import bf16_fallback_note
-
     lm = load(checkpoint, device=device.value, latest=latest)
+    require_language_model(lm, checkpoint, "'charrnn eval accuracy' measures it")
     note = bf16_fallback_note(precision.value, lm.device)
     if note:
         warn(note)
@@ -65,3 +66,55 @@ def perplexity(
     table.add_row("unknown (not scored)", f"{result.unknown:,}")
     table.add_row("chars/s", f"{result.chars / secs:,.0f}" if secs > 0 else "-")
     Console(soft_wrap=True).print(table)
+
+
+@eval_app.command(no_args_is_help=True)
+def accuracy(
+    checkpoint: CheckpointArg,
+    file: Annotated[str, typer.Argument(help="Labelled examples in a training layout: TSV/CSV with a header, fastText lines, or a folder with one file per label.", show_default=False)],
+    text_column: Annotated[Optional[str], typer.Option(help="Column with the text [default: found from common names].", show_default=False)] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Column with the label [default: found from common names].", show_default=False)] = None,
+    latest: LatestOpt = False,
+    device: DeviceOpt = Device.auto,
+    json_out: JsonOpt = False,
+) -> None:
+    """Accuracy, macro-F1, per-label precision, recall, F1 and support, and the confusion
+    matrix of a classifier on labelled examples."""
+    from ..api import Classifier, load
+    from ..text.labelled import read_labelled
+
+    model = load(checkpoint, device=device.value, latest=latest)
+    if not isinstance(model, Classifier):
+        raise CharrnnError(f"{checkpoint}: a language model, not a classifier: 'charrnn eval perplexity' measures it")
+    examples = read_labelled(file, text_column, label_column)
+    t = time.perf_counter()
+    try:
+        rep = model.evaluate([ex.text for ex in examples], [ex.label for ex in examples])
+    except CharrnnError as e:
+        raise CharrnnError(f"{file}: {e}") from None
+    secs = time.perf_counter() - t
+    if json_out:
+        print_json({**rep.as_dict(), "seconds": secs})
+        return
+    console = Console(soft_wrap=True)
+    summary = Table(show_header=False, box=None)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    summary.add_row("accuracy", f"{rep.accuracy:.4f}")
+    summary.add_row("macro-F1", f"{rep.macro_f1:.4f}")
+    summary.add_row("examples", f"{rep.total:,}")
+    console.print(summary)
+    per = Table(title="per label", title_justify="left")
+    for name in ("label", "precision", "recall", "F1", "support"):
+        per.add_column(name, justify="left" if name == "label" else "right")
+    for row in rep.per_label():
+        per.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                    f"{row['support']:,}")
+    console.print(per)
+    conf = Table(title="confusion (rows: gold, columns: predicted)", title_justify="left")
+    conf.add_column("")
+    for label in rep.labels:
+        conf.add_column(label, justify="right")
+    for label, row in zip(rep.labels, rep.confusion):
+        conf.add_row(label, *(f"{n:,}" for n in row))
+    console.print(conf)

@@ -25,8 +25,8 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
     table.add_column(style="bold")
     table.add_column()
     table.add_row("checkpoint", str(ck.path))
-    table.add_row("model", f"{m.layers}x{m.hidden_size} {m.cell.upper()}, embedding {m.embedding_dim}, dropout {m.dropout}"
-                  + (", tied weights" if m.tie_weights else ""))
+    table.add_row("task", {"lm": "language model", "classify": "classifier"}.get(ck.task, ck.task))
+    table.add_row("model", _model_line(ck.task, m))
     table.add_row("parameters", f"{params:,}")
     table.add_row("tokenizer", f"{ck.tokenizer.kind}, {ck.tokenizer.vocab_size} tokens")
     table.add_row("step", f"{ck.step:,}" + (f" (epoch {mt['epoch']:.2f})" if "epoch" in mt else ""))
@@ -36,9 +36,33 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
         table.add_row("val bpc", f"{mt['val_bpc']:.4f} (loss {mt['val_loss']:.4f} nats)")
     if "best_val_bpc" in mt:
         table.add_row("best val bpc", f"{mt['best_val_bpc']:.4f} at step {mt.get('best_step', '?')}")
+    if "val_accuracy" in mt:
+        table.add_row("val accuracy", f"{mt['val_accuracy']:.4f} (macro-F1 {mt.get('val_macro_f1', float('nan')):.4f}, "
+                      f"loss {mt['val_loss']:.4f} nats)")
+    if "best_val_accuracy" in mt:
+        table.add_row("best val accuracy", f"{mt['best_val_accuracy']:.4f} at step {mt.get('best_step', '?')}")
+    state = ck.task_state or {}
+    if "labels" in state:
+        counts = state.get("label_counts", {})
+        table.add_row("labels", ", ".join(f"{lab} ({counts[lab]:,})" if lab in counts else lab for lab in state["labels"])
+                      + "  (training examples)")
+    if state.get("embeddings"):
+        e = state["embeddings"]
+        table.add_row("embeddings", f"{e['file']}: {e['found']:,} of {e['vocab']:,} tokens found"
+                      + (", frozen" if state.get("freeze_embeddings") else ""))
     tc = ck.train_config
-    table.add_row("training", f"batch {tc.batch_size}, bptt {tc.bptt}, lr {tc.lr:g}, warmup {tc.warmup_steps}, "
+    bptt = f", bptt {tc.bptt}" if ck.task == "lm" else ""
+    table.add_row("training", f"batch {tc.batch_size}{bptt}, lr {tc.lr:g}, warmup {tc.warmup_steps}, "
                   f"grad clip {tc.grad_clip:g}, weight decay {tc.weight_decay:g}, seed {tc.seed}")
     if ck.sizing and ck.sizing.get("auto"):
         table.add_row("size", ck.sizing["reason"])
     console.print(table)
+
+
+def _model_line(task: str, m) -> str:
+    if task == "classify":
+        inp = "one-hot input" if m.one_hot else f"embedding {m.embedding_dim}"
+        return (f"{m.layers}x{m.hidden_size} {'bidirectional ' if m.bidirectional else ''}{m.cell.upper()}, {inp}, "
+                f"{m.pool} pooling, dropout {m.dropout}, {m.num_labels} labels")
+    return (f"{m.layers}x{m.hidden_size} {m.cell.upper()}, embedding {m.embedding_dim}, dropout {m.dropout}"
+            + (", tied weights" if m.tie_weights else ""))

@@ -25,6 +25,16 @@ def _count(x: float) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
 
+_SHORT = {"val_bpc": "bpc", "val_accuracy": "acc"}  # the headline figure's unit on the bar
+_NAMES = {"val_loss": "val loss", "val_bpc": "val bpc", "val_accuracy": "val accuracy", "val_macro_f1": "macro-F1"}
+
+
+def _rate(d: dict) -> str:
+    if "examples_per_sec" in d:
+        return f"{_count(d['examples_per_sec'])} ex/s"
+    return f"{_count(d['tokens_per_sec'])} tok/s"
+
+
 class TrainingDisplay:
     def __init__(self, console: Console, enabled: bool = True):
         self.console = console
@@ -34,8 +44,8 @@ class TrainingDisplay:
         self.progress = Progress(
             TextColumn("[bold]step {task.fields[step]}"),
             BarColumn(bar_width=16),
-            TextColumn("{task.percentage:>3.0f}% loss {task.fields[loss]} val {task.fields[val]} bpc "
-                       "{task.fields[tps]} tok/s {task.fields[left]} left"),
+            TextColumn("{task.percentage:>3.0f}% loss {task.fields[loss]} val {task.fields[val]} "
+                       "{task.fields[tps]} {task.fields[left]} left"),
             console=console,
             transient=False,
             disable=not live,
@@ -53,6 +63,11 @@ class TrainingDisplay:
         if self.enabled:
             self.progress.console.print(text, markup=False, highlight=False)
 
+    def _val(self, d: dict) -> str:
+        """The headline validation figure, as the bar shows it: "2.104 bpc", "0.853 acc"."""
+        value = d.get(d.get("headline", "val_bpc"))
+        return "-" if value is None else f"{value:.3f} {_SHORT.get(d.get('headline'), '')}".strip()
+
     def handle(self, event: Event) -> None:
         d = event.data
         if event.kind == "start":
@@ -62,11 +77,17 @@ class TrainingDisplay:
                 limit.append(f"{d['planned_steps']:,} steps")
             if d["time_budget"]:
                 limit.append(f"{d['time_budget']:g} s")
+            if d.get("task") == "classify":
+                what = (f"{'bidirectional ' if m['bidirectional'] else ''}{m['cell'].upper()} classifier "
+                        f"({m['pool']} pooling, {len(d['labels'])} labels)")
+                data = f"{d['train_examples']:,} training and {d['val_examples']:,} validation examples"
+            else:
+                what, data = m["cell"].upper(), f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens"
             self._log(
-                f"charrnn: {m['layers']}x{m['hidden_size']} {m['cell'].upper()}, {d['params']:,} parameters, "
+                f"charrnn: {m['layers']}x{m['hidden_size']} {what}, {d['params']:,} parameters, "
                 f"vocabulary {d['vocab_size']}, on {d['device']} ({d['precision']})"
                 f"{' x %d processes' % d['processes'] if d.get('processes', 1) > 1 else ''}; "
-                f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens; "
+                f"{data}; "
                 f"{d['windows_per_epoch']:,} steps per epoch; stopping at {' or '.join(limit)}"
                 + (f", in about {_duration(d['predicted_seconds'])}" if d.get("predicted_seconds") and not
                    d["time_budget"] else "")
@@ -77,6 +98,10 @@ class TrainingDisplay:
                 self._log(f"charrnn: size: {sizing['reason']}; {source}; --hidden-size fixes the size")
             if d.get("precision_note"):
                 self._log(f"charrnn: warning: {d['precision_note']}")
+            emb = d.get("embeddings")
+            if emb and d.get("resumed_from") is None:
+                self._log(f"charrnn: embeddings: {emb['found']:,} of {emb['vocab']:,} vocabulary entries found in "
+                          f"{emb['file']}")
             if d.get("resumed_from") is not None:
                 self._log(f"resuming at step {d['resumed_from']:,}")
         elif event.kind == "progress":
@@ -84,16 +109,16 @@ class TrainingDisplay:
             left = event.elapsed * (1 - p) / p if p > 0 else None
             self.progress.update(
                 self.task, completed=p * 1000, step=f"{event.step:,}", loss="-" if d["train_loss"] is None else f"{d['train_loss']:.3f}",
-                val="-" if d["val_bpc"] is None else f"{d['val_bpc']:.3f}", tps=_count(d["tokens_per_sec"]),
-                left=_duration(left),
+                val=self._val(d), tps=_rate(d), left=_duration(left),
             )
         elif event.kind == "eval":
             mark = " (best)" if d["improved"] else ""
+            figures = ", ".join(f"{_NAMES[k]} {d[k]:.4f}" for k in _NAMES if k in d and k != "val_loss")
             self._log(
                 f"step {event.step:,} epoch {d['epoch']:.2f} {_duration(event.elapsed)}: "
-                f"val loss {d['val_loss']:.4f}, val bpc {d['val_bpc']:.4f}{mark}"
+                f"val loss {d['val_loss']:.4f}, {figures}{mark}"
             )
-            self.progress.update(self.task, val=f"{d['val_bpc']:.3f}")
+            self.progress.update(self.task, val=self._val(d))
         elif event.kind == "skip":
             if d["new_streak"]:  # one line per streak, not per step
                 self._log(
@@ -110,10 +135,13 @@ class TrainingDisplay:
             if d.get("resumed_from") is not None and d["steps_this_run"] == 0:
                 self._log("nothing to do: the run had already reached its limit (raise --max-steps, --epochs "
                           "or --time-budget to go on)")
-            self._log(
-                f"done: {event.step:,} steps in {_duration(event.elapsed)}, best val bpc {d['val_bpc']:.4f} "
-                f"(step {d['best_step']:,}), {d['train_tokens_per_sec']:,.0f} tokens/s; saved {d['run_dir']}"
-            )
+            if d.get("task") == "classify":
+                best = f"best val accuracy {d['val_accuracy']:.4f} (macro-F1 {d['val_macro_f1']:.4f})"
+                rate = f"{d['train_examples_per_sec']:,.0f} examples/s"
+            else:
+                best, rate = f"best val bpc {d['val_bpc']:.4f}", f"{d['train_tokens_per_sec']:,.0f} tokens/s"
+            self._log(f"done: {event.step:,} steps in {_duration(event.elapsed)}, {best} (step {d['best_step']:,}), "
+                      f"{rate}; saved {d['run_dir']}")
 
 
 class PreparationDisplay:

@@ -11,7 +11,8 @@ import typer
 from ..config import DEFAULT_LENGTH, SampleConfig
 from ..errors import ConfigError
 from .app import app
-from .common import _S, CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, ReplaceOpt, print_json, quiet_stdout, warn
+from .common import (_S, CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, ReplaceOpt, print_json, quiet_stdout,
+                     require_language_model, warn)
 
 
 def _read_prime(prime: str | None, prime_file: str | None, replace_invalid: bool) -> str:
@@ -77,6 +78,7 @@ def sample(
     from ..api import load
 
     lm = load(checkpoint, device=device.value, latest=latest)
+    require_language_model(lm, checkpoint, "'charrnn predict' labels texts with it")
     prime_text = _read_prime(prime, prime_file, replace_invalid)
     unknown = lm.count_unknown(prime_text)
     if unknown:

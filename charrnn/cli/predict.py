@@ -1,0 +1,89 @@
+"""``charrnn predict``: the label of each input line from a trained classifier, streamed."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import CharrnnError, ConfigError
+from .app import app
+from .common import CheckpointArg, Device, DeviceOpt, LatestOpt, ReplaceOpt, print_json, quiet_stdout
+
+BATCH = 256  # lines per forward pass when the input is not a terminal
+
+
+def _lines(file: str, replace_invalid: bool, text_column: str | None) -> Iterator[str]:
+    """The texts to classify: one per line of a plain file or stdin, read as they come;
+    a TSV/CSV file or a folder in the training layout gives its examples' texts."""
+    from ..text.io import decode_utf8, open_binary
+    from ..text.labelled import read_labelled, strip_label
+
+    path = Path(file)
+    if file != "-" and (path.is_dir() or path.suffix.lower() in (".tsv", ".csv")):
+        for ex in read_labelled(path, text_column):
+            yield ex.text
+        return
+    if text_column is not None:
+        raise ConfigError("--text-column applies to a TSV/CSV file")
+    if file == "-":
+        if sys.stdin is None:
+            raise CharrnnError("standard input is closed: nothing to read from '-'")
+        stream, name = sys.stdin.buffer, "<stdin>"
+    else:
+        stream, name = open_binary(file), file
+    offset = 0
+    with stream if file != "-" else contextlib.nullcontext():
+        for raw in stream:
+            text = decode_utf8(raw, name, replace_invalid, offset)
+            offset += len(raw)
+            yield strip_label(text.rstrip("\r\n"))
+
+
+def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@app.command(no_args_is_help=True)
+def predict(
+    checkpoint: CheckpointArg,
+    file: Annotated[str, typer.Argument(help="Texts, one per line ('-' for stdin, the default); fastText '__label__x' prefixes are ignored; a TSV/CSV file or a folder in the training layout gives its examples' texts.")] = "-",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Print the K most likely labels, each followed by its probability, tab-separated.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Lines per forward pass (a terminal is answered line by line).")] = BATCH,
+    text_column: Annotated[Optional[str], typer.Option(help="Column with the text in a TSV/CSV input [default: found from common names].", show_default=False)] = None,
+    latest: LatestOpt = False,
+    device: DeviceOpt = Device.auto,
+    replace_invalid: ReplaceOpt = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input line: the text, the label and its probability, and the top-k.", rich_help_panel="Output")] = False,
+) -> None:
+    """Predict the label of each input line with a classifier: one output line per input line."""
+    from ..api import Classifier, load
+
+    model = load(checkpoint, device=device.value, latest=latest)
+    if not isinstance(model, Classifier):
+        raise CharrnnError(f"{checkpoint}: a language model, not a classifier: 'charrnn sample' generates text "
+                           f"from it")
+    size = 1 if file == "-" and sys.stdin is not None and sys.stdin.isatty() else batch_size
+    out = sys.stdout
+    try:
+        for chunk in _chunks(_lines(file, replace_invalid, text_column), size):
+            for text, best in zip(chunk, model.predict(chunk, top_k=top_k, batch_size=size)):
+                if json_out:
+                    print_json({"text": text, "label": best[0][0], "probability": best[0][1],
+                                "top": [{"label": lab, "probability": p} for lab, p in best]})
+                    continue
+                out.write("\t".join(lab if top_k == 1 else f"{lab}\t{p:.4f}" for lab, p in best) + "\n")
+            out.flush()
+    except BrokenPipeError:
+        quiet_stdout()

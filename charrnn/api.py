@@ -24,7 +24,7 @@ import torch
 from .errors import CheckpointError, ConfigError, CorpusError
 from .decoding import Generation, beam_search, iter_sample, sample
 from .runtime import resolve_device, resolve_precision
-from .tasks.classify import classify_ids
+from .tasks.classify import classify_ids, encode_texts
 from .tasks.metrics import ClassificationReport, report
 from .tasks.perplexity import EvalResult, evaluate, scored_chars
 
@@ -117,7 +117,7 @@ class Classifier:
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text (an empty text becomes one padding token: it still gets a label)."""
-        ids = self.tokenizer.encode_lines([t.replace("\n", " ") for t in texts])
+        ids = encode_texts(self.tokenizer, texts)
         pad = self.model.config.pad_id
         return [seq if seq else [pad] for seq in ids]
 

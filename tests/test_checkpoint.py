@@ -186,3 +186,25 @@ def test_loaded_tensors_are_aligned_like_torch_allocations(tmp_path):
         assert t.data_ptr() % 64 == 0, name
     for name, t in state[1].items():
         assert torch.equal(ck.resume_tensors[name], t)
+
+
+def test_a_checkpoint_of_the_first_release_loads_and_generates_as_it_did():
+    """tests/data/release-0.1.0: a GRU run written by charrnn 0.1.0 before tasks and model
+    kinds existed (commit 2405bc8), with what that release generated and scored from it."""
+    import json
+    from pathlib import Path
+
+    import charrnn
+
+    here = Path(__file__).parent / "data" / "release-0.1.0"
+    expected = json.loads((here / "expected.json").read_text(encoding="utf-8"))
+    ck = load_checkpoint(here / "best.safetensors")
+    assert ck.task == "lm" and ck.model_kind == "lm" and ck.task_state is None
+    m = charrnn.load(here / "best.safetensors", device="cpu")
+    assert m.generate("The ", length=40, greedy=True) == expected["greedy"]
+    assert m.generate("The ", length=40, temperature=0.9, seed=7) == expected["sampled"]
+    beams = [(g.text, g.logprob) for g in m.sample("The ", beam=3, num_return=2, length=12)]
+    assert [t for t, _ in beams] == [t for t, _ in expected["beam"]]
+    assert [lp for _, lp in beams] == pytest.approx([lp for _, lp in expected["beam"]], abs=1e-9)
+    assert m.evaluate("The lazy dog jumps over the quick brown fox. ", streams=1).bpc == pytest.approx(
+        expected["bpc"], abs=1e-9)

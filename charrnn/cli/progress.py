@@ -98,6 +98,9 @@ class TrainingDisplay:
                 self._log(f"charrnn: size: {sizing['reason']}; {source}; --hidden-size fixes the size")
             if d.get("precision_note"):
                 self._log(f"charrnn: warning: {d['precision_note']}")
+            if d.get("tokenizer_note") and d.get("resumed_from") is None:
+                other = "char" if d["tokenizer"] == "word" else "word"
+                self._log(f"charrnn: {d['tokenizer_note']} (--tokenizer {other} to change)")
             emb = d.get("embeddings")
             if emb and d.get("resumed_from") is None:
                 self._log(f"charrnn: embeddings: {emb['found']:,} of {emb['vocab']:,} vocabulary entries found in "

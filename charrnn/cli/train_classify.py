@@ -9,7 +9,8 @@ from pathlib import Path
 from ..config import ClassifierConfig, TrainConfig
 from ..errors import ConfigError
 from .common import explicit, print_json
-from .train_setup import check_out_free, default_out, open_run_dir, resumed_or_new, tokenizer_spec, with_display
+from .train_setup import (check_out_free, default_out, open_run_dir, resumed_or_new, tokenizer_for_training,
+                          tokenizer_spec, with_display)
 
 # The classifier's architecture options (ClassifierConfig fields with a flag of the same name).
 MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "bidirectional", "pool", "one_hot")
@@ -41,6 +42,8 @@ def train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file,
         raise ConfigError("--tie-weights is for language models (a classifier's output is its labels)")
     if opts.freeze_embeddings and opts.embeddings is None:
         raise ConfigError("--freeze-embeddings needs --embeddings")
+    if opts.embeddings is not None and explicit(ctx, ["one_hot"]).get("one_hot"):
+        raise ConfigError("--embeddings initialise a learned embedding: they do not go with --one-hot")
     main = dist is None or dist.main
     out = default_out(out, corpus)
     checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, MODEL_FIELDS, TRAIN_DEFAULTS)
@@ -52,7 +55,7 @@ def train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file,
     labels = (checkpoint.task_state or {}).get("labels") if checkpoint is not None else None
     # Every process reads the (small) data itself; tokenizer training is deterministic.
     data = prepare_labelled(corpus[0], val_file, train_cfg.val_fraction, train_cfg.seed,
-                            tokenizer_spec(tokenizer, vocab_size, tokenizer_file, checkpoint),
+                            _tokenizer(tokenizer, vocab_size, tokenizer_file, checkpoint),
                             opts.text_column, opts.label_column, labels)
     if checkpoint is not None:
         model_cfg = checkpoint.model_config
@@ -72,3 +75,11 @@ def train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file,
         task, train_cfg, run_dir, on_event, t0, checkpoint, dist).run())
     if json_out and main:
         print_json(result.summary)
+
+
+def _tokenizer(kind, vocab_size, tokenizer_file, checkpoint):
+    """As for a language model, except that no tokenizer option means the classifier's
+    default (word or char, from the data), and --tokenizer char trains a char tokenizer."""
+    if checkpoint is None and tokenizer_file is None and (kind is not None or vocab_size is not None):
+        return lambda text: tokenizer_for_training(kind, vocab_size, None, text, False)
+    return tokenizer_spec(kind, vocab_size, tokenizer_file, checkpoint)

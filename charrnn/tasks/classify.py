@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-from ..errors import CorpusError
+from ..errors import ConfigError, CorpusError
 from ..config import ClassifierConfig
 from ..models.classifier import SequenceClassifier
 from ..runtime import autocast
@@ -44,11 +44,12 @@ from ..text.labelled import (
     stratified_split,
 )
 from ..text.tokenizer import Tokenizer
+from ..text.tokenizers import train_tokenizer
 from .base import Task
 from .metrics import report
 
 EVAL_BATCH = 256  # examples per forward pass when validating or predicting
-TokenizerSpec = Tokenizer | Callable[[str], Tokenizer] | None
+TokenizerSpec = Tokenizer | Callable[[str], Tokenizer] | None  # see prepare_labelled
 
 
 @dataclass
@@ -61,6 +62,7 @@ class LabelledData:
     tokenizer: Tokenizer
     train_ids: list[list[int]]
     val_ids: list[list[int]]
+    tokenizer_note: str | None = None  # why the tokenizer kind was chosen, when it was
 
     @property
     def counts(self) -> dict[str, int]:
@@ -76,8 +78,30 @@ class LabelledData:
         return h.hexdigest()
 
 
+WORDS_FOR_WORD_TOKENS = 3.0  # examples averaging this many words or more get the word tokenizer by default
+
+
+def as_example_text(tok_kind: str, text: str) -> str:
+    """The text a classifier's tokenizer sees for one example: one line, and for the
+    SentencePiece kinds a leading space, so that the first word is the same token as the
+    word inside a sentence (SentencePiece marks a word by the space before it)."""
+    text = text.replace("\n", " ")
+    return text if tok_kind == "char" else " " + text
+
+
+def default_tokenizer_kind(examples: list[Example]) -> str:
+    """word for sentences, char for names and single words (the surnames-by-language kind
+    of data, where the spelling is what there is to learn)."""
+    words = sum(len(ex.text.split()) for ex in examples) / max(len(examples), 1)
+    return "word" if words >= WORDS_FOR_WORD_TOKENS else "char"
+
+
+def encode_texts(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
+    return tok.encode_lines([as_example_text(tok.kind, t) for t in texts])
+
+
 def _encode(tok: Tokenizer, examples: list[Example], name: str) -> list[list[int]]:
-    ids = tok.encode_lines([ex.text.replace("\n", " ") for ex in examples])
+    ids = encode_texts(tok, [ex.text for ex in examples])
     for ex, seq in zip(examples, ids):
         if not seq:  # cannot happen for non-empty text; a guard for tokenizers that drop input
             raise CorpusError(f"{name}: the text {ex.text!r} encodes to no tokens")
@@ -89,9 +113,10 @@ def prepare_labelled(train_path: str | os.PathLike, val_path: str | os.PathLike 
                      label_column: str | None = None, labels: list[str] | None = None) -> LabelledData:
     """Read, split, check and encode a classification data set.
 
-    ``tokenizer``: a tokenizer, a function that trains one on the training text, or None
-    for a char tokenizer of the training text. ``labels``: the label list of a run being
-    resumed (the data must have exactly these).
+    ``tokenizer``: a tokenizer, a function of the training text that trains one, or None
+    for the default: ``default_tokenizer_kind`` of the training examples (a char
+    tokenizer, or a word tokenizer of the default vocabulary size). ``labels``: the
+    label list of a run being resumed (the data must have exactly these).
     """
     train = read_labelled(train_path, text_column, label_column)
     if val_path is not None:
@@ -103,15 +128,23 @@ def prepare_labelled(train_path: str | os.PathLike, val_path: str | os.PathLike 
     found = check_labels(train, val, str(train_path), str(val_path or f"{train_path} (validation split)"))
     if labels is not None and found != labels:
         raise CorpusError(f"{train_path}: the labels differ from the run's ({', '.join(labels)})")
-    text = "\n".join(ex.text for ex in train)
-    if tokenizer is None:
-        tok = CharTokenizer.train(text)
-    elif isinstance(tokenizer, Tokenizer):
+    if isinstance(tokenizer, Tokenizer):
         tok = tokenizer
     else:
-        tok = tokenizer(text)
+        kind = default_tokenizer_kind(train) if tokenizer is None else None
+        words = sum(len(ex.text.split()) for ex in train) / len(train)
+        text = "\n".join(as_example_text(kind or "word", ex.text) for ex in train)
+        if tokenizer is not None:
+            tok = tokenizer(text)
+        elif kind == "char":
+            tok = CharTokenizer.train(text)
+        else:
+            tok = train_tokenizer(kind, text)
+    note = None
+    if tokenizer is None:
+        note = f"{tok.kind} tokens, as the examples average {words:.1f} words"
     return LabelledData(train, val, found, tok, _encode(tok, train, str(train_path)),
-                        _encode(tok, val, str(val_path or train_path)))
+                        _encode(tok, val, str(val_path or train_path)), note)
 
 
 @torch.inference_mode()
@@ -172,7 +205,7 @@ class ClassifyTask(Task):
         model = SequenceClassifier(self.model_config)
         if self.embeddings is not None:
             if model.embedding is None:
-                raise CorpusError("pretrained embeddings need a learned embedding, not one-hot input")
+                raise ConfigError("pretrained embeddings need a learned embedding, not one-hot input")
             from ..models.embeddings import init_embedding
 
             words = [self.tok.token_text(i).strip() for i in range(self.tok.vocab_size)]
@@ -219,7 +252,8 @@ class ClassifyTask(Task):
 
     def start_info(self) -> dict[str, Any]:
         return {"train_examples": len(self.data.train), "val_examples": len(self.data.val),
-                "vocab_size": self.tok.vocab_size, "labels": self.data.labels, "embeddings": self.embedding_report}
+                "vocab_size": self.tok.vocab_size, "labels": self.data.labels, "embeddings": self.embedding_report,
+                "tokenizer": self.tok.kind, "tokenizer_note": self.data.tokenizer_note}
 
     def summary(self, best: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
         return {"val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"],

@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import json
-import math
 import os
 import signal
 import threading
@@ -40,7 +38,7 @@ from ..config import TrainConfig
 from ..errors import CheckpointError, CorpusError, TrainingInterrupted
 from ..runtime import bf16_fallback_note, resolve_device, resolve_precision
 from ..tasks.base import Task
-from . import distributed, state
+from . import distributed, report, state
 from .distributed import DistContext
 from .events import Event, TrainResult
 from .guard import DivergenceGuard
@@ -87,24 +85,7 @@ class Trainer:
             task.shard(self.dist.rank, self.world)
         task.to_device(self.device)
 
-        torch.manual_seed(cfg.seed)
-        self.model = task.build_model(self.device)
-        self.model.train()
-        # What a step calls: the model itself, or its DDP wrapper that averages gradients.
-        self.net: torch.nn.Module = self.model
-        if self.dist:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
-            if self.dist.rank:  # own dropout masks
-                torch.manual_seed(cfg.seed + state.RANK_SEED_STRIDE * self.dist.rank)
-        self.opt, self.fused = make_optimizer(self.model, cfg, task.no_decay(self.model))
-        self.params = [p for g in self.opt.param_groups for p in g["params"]]
-        # Divergence checks read a device flag: every step on the CPU (free there) or
-        # without the fused optimizer (the step must be skipped on the host), else at
-        # each log interval, so CUDA steps need no extra host sync.
-        self.check_every = 1 if (self.device.type == "cpu" or not self.fused) else cfg.log_interval
+        self._build()
         self.limits = Limits(cfg, planned_steps(cfg, task.batches.windows_per_epoch), task.val_size)
         if start_time is not None:
             self.limits.t0 = start_time
@@ -123,6 +104,28 @@ class Trainer:
         self.items_this_log = self.steps_this_log = 0
         self.rate = 0.0  # items per second over the last log interval
         self.lr = cfg.lr
+
+    def _build(self) -> None:
+        """The model (seeded), its DDP wrapper with several processes, and the optimizer."""
+        cfg, task = self.cfg, self.task
+        torch.manual_seed(cfg.seed)
+        self.model = task.build_model(self.device)
+        self.model.train()
+        # What a step calls: the model itself, or its DDP wrapper that averages gradients.
+        self.net: torch.nn.Module = self.model
+        if self.dist:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
+            if self.dist.rank:  # own dropout masks
+                torch.manual_seed(cfg.seed + state.RANK_SEED_STRIDE * self.dist.rank)
+        self.opt, self.fused = make_optimizer(self.model, cfg, task.no_decay(self.model))
+        self.params = [p for g in self.opt.param_groups for p in g["params"]]
+        # Divergence checks read a device flag: every step on the CPU (free there) or
+        # without the fused optimizer (the step must be skipped on the host), else at
+        # each log interval, so CUDA steps need no extra host sync.
+        self.check_every = 1 if (self.device.type == "cpu" or not self.fused) else cfg.log_interval
 
     @property
     def t0(self) -> float:
@@ -154,66 +157,6 @@ class Trainer:
         self.save("latest", metrics, state.resume_state(self))  # the state gathers from every rank
         self.saved_step = self.step
         return str(self.run_dir.latest) if self.main else None
-
-    def validate(self) -> tuple[dict[str, float], float]:
-        def run() -> tuple[dict[str, float], float]:
-            t = time.perf_counter()
-            return self.task.validate(self.model, self.dtype), time.perf_counter() - t
-
-        if self.dist is None:
-            return run()
-        # Rank 0 validates; the others wait for its numbers.
-        found = self.on_main(run)
-        data = distributed.broadcast_bytes(self.dist, json.dumps(found).encode() if found is not None else None)
-        metrics, secs = json.loads(data)
-        return metrics, secs
-
-    def _improved(self, metrics: dict[str, float]) -> bool:
-        # A NaN score (weights blown up to huge but finite values) is worse than any other:
-        # it is best only when there is nothing else yet.
-        if self.best is None:
-            return True
-        new, old = metrics[self.task.best_key], self.best[self.task.best_key]
-        if not math.isfinite(new):
-            return False
-        return new > old if self.task.higher_is_better else not new >= old
-
-    def record_eval(self, final: bool) -> None:
-        found, secs = self.validate()
-        self.limits.eval_seconds = secs
-        self.last_val = found
-        self.last_eval_step = self.step
-        now = time.perf_counter()
-        headline = self.task.headline
-        metrics = {"step": self.step, "time": round(now - self.t0, 3), **found, "lr": self.lr,
-                   self.task.rate_name: self.rate, "epoch": self.step / self.task.batches.windows_per_epoch}
-        improved = self._improved(found)
-        t = time.perf_counter()
-        if improved:
-            self.best = dict(metrics)
-            self.save("best", {**metrics, f"best_{headline}": found[headline], "best_step": self.step})
-        # best before latest: a crash between the two leaves a latest whose idea of the
-        # best is older, and replaying from it rewrites the same best again.
-        self.save_latest({**metrics, f"best_{headline}": self.best[headline], "best_step": self.best["step"]})
-        self.limits.save_seconds = max((time.perf_counter() - t) / (2 if improved else 1), 0.05)
-        self.log({"event": "eval", **metrics, "best": improved, "final": final})
-        self.emit("eval", {**metrics, f"best_{headline}": self.best[headline], "improved": improved, "final": final,
-                           "headline": headline})
-
-    def log_progress(self) -> None:
-        train_loss = self.guard.train_loss()
-        t = time.perf_counter()
-        lim = self.limits
-        self.rate = self.items_this_log / max(t - self.log_t, 1e-9)
-        lim.step_seconds = (t - self.log_t) / max(self.steps_this_log, 1)
-        self.log_t, self.items_this_log, self.steps_this_log = t, 0, 0
-        rec = {"step": self.step, "time": round(t - self.t0, 3), "train_loss": train_loss,
-               **self.task.train_metrics(train_loss), "lr": self.lr, self.task.rate_name: self.rate,
-               "epoch": self.step / self.task.batches.windows_per_epoch, "skipped": self.guard.skipped}
-        self.log({"event": "train", **rec})
-        last = self.last_val or {}
-        self.emit("progress", {**rec, "planned_steps": self.planned_steps, "progress": lim.progress(self.step, t),
-                               "headline": self.task.headline, self.task.headline: last.get(self.task.headline)})
 
     # ------------------------------------------------------------------ stepping
 
@@ -368,15 +311,15 @@ class Trainer:
             if log_now or self.step % self.check_every == 0:
                 self.guard.check()
             if log_now:
-                self.log_progress()
+                report.log_progress(self)
             if self.step % cfg.eval_interval == 0 and self._room_for_eval():
-                self.record_eval(final=False)
+                report.record_eval(self, final=False)
         if self.step == 0:
             raise CorpusError("no training step fit in the limits given (time budget too short?)")
         self.guard.check()
         if self.last_eval_step != self.step:
-            self.record_eval(final=True)
-        return self._finish(steps_before)
+            report.record_eval(self, final=True)
+        return report.finish(self, steps_before)
 
     def _room_for_eval(self) -> bool:
         """Skip a periodic evaluation that would eat into the final one's reserve (rank 0's
@@ -386,33 +329,3 @@ class Trainer:
             flag = torch.tensor([int(self.main and room)])
             room = bool(distributed.all_reduce(self.dist, flag, "max").item())
         return room
-
-    def _finish(self, steps_before: int) -> TrainResult:
-        elapsed = time.perf_counter() - self.t0
-        best, last = self.best, self.last_val
-        assert best is not None and last is not None
-        rate = self.task.rate_name
-        summary = {
-            "task": self.task.name,
-            **self.task.summary(best, last),
-            "best_step": best["step"],
-            "steps": self.step,
-            "resumed_from": self.resumed_from,
-            "steps_this_run": self.step - steps_before,
-            "skipped_steps": self.guard.skipped,
-            "rollbacks": self.guard.rollbacks,
-            "epochs": self.step / self.task.batches.windows_per_epoch,
-            rate: self.limits.items_seen / max(elapsed, 1e-9),
-            f"train_{rate}": self.limits.items_seen / max(time.perf_counter() - self.limits.train_t0, 1e-9),
-            "params": sum(p.numel() for p in self.model.parameters()),
-            "sizing": self.sizing,
-            "predicted_seconds": self.predicted_seconds,
-            "elapsed": elapsed,
-            "device": str(self.device),
-            "processes": self.world,
-            "checkpoint": str(self.run_dir.best) if self.main else None,
-            "latest": str(self.run_dir.latest) if self.main else None,
-            "run_dir": str(self.run_dir.path) if self.main else None,
-        }
-        self.emit("done", summary)
-        return TrainResult(summary, self.model, self.task.checkpoint_parts()["tokenizer"])

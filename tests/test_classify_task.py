@@ -130,7 +130,8 @@ def test_a_classifier_learns_and_the_best_checkpoint_has_the_best_accuracy(tmp_p
 @pytest.mark.parametrize("kind", ["char", "bpe", "unigram", "word"])
 def test_every_tokenizer_trains_a_classifier(tmp_path, data_file, kind):
     cfg = TrainConfig(**{**BASE, "max_steps": 4})
-    tok = None if kind == "char" else (lambda text: train_tokenizer(kind, text, 300 if kind != "word" else 280))
+    tok = (lambda text, default: train_tokenizer(kind, text, None if kind == "char" else 300 if kind != "word"
+                                                 else 280))
     data = prepare_labelled(data_file, None, cfg.val_fraction, cfg.seed, tok)
     assert data.tokenizer.kind == kind
     res = Trainer(ClassifyTask(data, ClassifierConfig(**MODEL), cfg), cfg, RunDirectory(tmp_path / kind)).run()

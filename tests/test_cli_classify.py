@@ -583,3 +583,24 @@ def test_resume_continues_a_classifier_run(tmp_path):
     info = json.loads(ok("info", run_dir, "--json", "--latest"))
     assert info["step"] == 8 and info["task"] == "classify" and info["task_state"]["labels"] == ["a", "z"]
     assert info["model_config"]["hidden_size"] == 8
+
+
+@pytest.mark.parametrize("given, kind", [([], "word"), (["--vocab-size", "290"], "word"),
+                                         (["--tokenizer", "char"], "char")])
+def test_the_tokenizer_defaults_to_words_for_sentences(tmp_path, given, kind):
+    """Sentences get the word tokenizer (also with --vocab-size alone); a kind given wins."""
+    data = write_tsv(tmp_path / "d.tsv", sentences({"neg": 30, "pos": 30}, seed=1))
+    code, out, err = cli("train", "--task", "classify", data, *given, "--max-steps", "2", *TINY, "--out",
+                         tmp_path / "r", "--json")
+    assert code == 0 and "Traceback" not in err, err
+    info = json.loads(ok("info", tmp_path / "r", "--json"))
+    assert info["tokenizer"] == kind
+    if given[:1] == ["--vocab-size"]:
+        assert info["vocab_size"] <= 290
+
+
+def test_names_get_the_char_tokenizer(tmp_path):
+    names = [(w, "a") for w in ("abba", "baab", "abab", "bbaa")] * 5 + [(w, "z") for w in ("yzzy", "zyzy", "yyzz")] * 5
+    data = write_tsv(tmp_path / "d.tsv", names)
+    ok("train", "--task", "classify", data, "--max-steps", "2", *TINY, "--out", tmp_path / "r")
+    assert json.loads(ok("info", tmp_path / "r", "--json"))["tokenizer"] == "char"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import ClassifierConfig, TrainConfig
 from ..errors import ConfigError
-from .common import explicit, print_json
+from .common import TokenizerKind, explicit, print_json
 from .train_setup import (check_out_free, default_out, open_run_dir, resumed_or_new, tokenizer_for_training,
                           tokenizer_spec, with_display)
 
@@ -81,8 +81,10 @@ def train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file,
 
 
 def _tokenizer(kind, vocab_size, tokenizer_file, checkpoint):
-    """As for a language model, except that no tokenizer option means the classifier's
-    default (word or char, from the data), and --tokenizer char trains a char tokenizer."""
+    """As for a language model, except that no tokenizer kind means the classifier's default
+    for the data (word for sentences, char for names), also with --vocab-size alone, and
+    --tokenizer char trains a char tokenizer."""
     if checkpoint is None and tokenizer_file is None and (kind is not None or vocab_size is not None):
-        return lambda text: tokenizer_for_training(kind, vocab_size, None, text, False)
+        return lambda text, default: tokenizer_for_training(kind or TokenizerKind(default), vocab_size, None, text,
+                                                            False)
     return tokenizer_spec(kind, vocab_size, tokenizer_file, checkpoint)

@@ -49,7 +49,7 @@ from .base import Task
 from .metrics import report
 
 EVAL_BATCH = 256  # examples per forward pass when validating or predicting
-TokenizerSpec = Tokenizer | Callable[[str], Tokenizer] | None  # see prepare_labelled
+TokenizerSpec = Tokenizer | Callable[[str, str], Tokenizer] | None  # see prepare_labelled
 
 
 @dataclass
@@ -113,9 +113,10 @@ def prepare_labelled(train_path: str | os.PathLike, val_path: str | os.PathLike 
                      label_column: str | None = None, labels: list[str] | None = None) -> LabelledData:
     """Read, split, check and encode a classification data set.
 
-    ``tokenizer``: a tokenizer, a function of the training text that trains one, or None
-    for the default: ``default_tokenizer_kind`` of the training examples (a char
-    tokenizer, or a word tokenizer of the default vocabulary size). ``labels``: the
+    ``tokenizer``: a tokenizer; a function of (the training text, the default kind for
+    these examples) that trains one; or None for the default: ``default_tokenizer_kind``
+    of the training examples (a char tokenizer, or a word tokenizer of the default
+    vocabulary size). ``labels``: the
     label list of a run being resumed (the data must have exactly these).
     """
     train = read_labelled(train_path, text_column, label_column)
@@ -131,11 +132,11 @@ def prepare_labelled(train_path: str | os.PathLike, val_path: str | os.PathLike 
     if isinstance(tokenizer, Tokenizer):
         tok = tokenizer
     else:
-        kind = default_tokenizer_kind(train) if tokenizer is None else None
+        kind = default_tokenizer_kind(train)
         words = sum(len(ex.text.split()) for ex in train) / len(train)
-        text = "\n".join(as_example_text(kind or "word", ex.text) for ex in train)
+        text = "\n".join(as_example_text("word", ex.text) for ex in train)
         if tokenizer is not None:
-            tok = tokenizer(text)
+            tok = tokenizer(text, kind)
         elif kind == "char":
             tok = CharTokenizer.train(text)
         else:

@@ -604,3 +604,20 @@ def test_names_get_the_char_tokenizer(tmp_path):
     data = write_tsv(tmp_path / "d.tsv", names)
     ok("train", "--task", "classify", data, "--max-steps", "2", *TINY, "--out", tmp_path / "r")
     assert json.loads(ok("info", tmp_path / "r", "--json"))["tokenizer"] == "char"
+
+
+def test_readme_classifier_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's classifier example, run as written against a classifier at its path."""
+    import re
+
+    from conftest import ROOT
+
+    data = write_tsv(tmp_path / "d.tsv", [(t, "1" if lab == "pos" else "0")
+                                          for t, lab in sentences({"neg": 20, "pos": 20}, seed=3)])
+    ok("train", "--task", "classify", data, "--max-steps", "2", *TINY, "--out", tmp_path / "runs" / "sst2")
+    monkeypatch.chdir(tmp_path)
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"A classifier run loads as a `Classifier`:\n\n```python\n(.*?)```", readme, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[[(") and 0.0 <= float(lines[1]) <= 1.0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ClassifierConfig, TrainConfig
-from ..errors import ConfigError
+from ..errors import CharrnnError, ConfigError
 from .common import TokenizerKind, explicit, print_json
 from .train_setup import (check_out_free, default_out, open_run_dir, resumed_or_new, tokenizer_for_training,
                           tokenizer_spec, with_display)
@@ -41,6 +41,8 @@ def train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file,
         raise ConfigError("--task classify reads one labelled file or folder (validation data: --val-file)")
     if "tie_weights" in explicit(ctx, ["tie_weights"]):
         raise ConfigError("--tie-weights is for language models (a classifier's output is its labels)")
+    if opts.embeddings is not None and not opts.embeddings.is_file():  # before anything is written
+        raise CharrnnError(f"{opts.embeddings}: no such word vector file")
     if opts.freeze_embeddings and opts.embeddings is None:
         raise ConfigError("--freeze-embeddings needs --embeddings")
     if opts.embeddings is not None and explicit(ctx, ["one_hot"]).get("one_hot"):

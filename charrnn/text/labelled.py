@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, CorpusError, InvalidUtf8Error
+from ..errors import ConfigError, CorpusError
+from .io import decode_utf8, open_binary
 
 LABEL_PREFIX = "__label__"
 
@@ -95,24 +96,14 @@ def _no_columns(path: Path, layout: str, columns: bool) -> None:
 
 
 def _read_utf8(path: Path) -> str:
-    """The text of a UTF-8 file; binary files, bad UTF-8 and I/O failures are CorpusErrors."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file or folder") from None
-    except PermissionError:
-        raise CorpusError(f"{path}: permission denied") from None
-    except OSError as e:
-        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
-    # A NUL byte is valid UTF-8 but never appears in text: it means an image, a pickle,
-    # a UTF-16 file... Saying "binary" is clearer than an odd decoding error later.
-    nul = raw.find(b"\x00")
-    if nul >= 0:
-        raise CorpusError(f"{path}: looks like a binary file (NUL byte at offset {nul}), not text")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidUtf8Error(str(path), e.start, raw[e.start]) from None
+    """The text of a UTF-8 file; binary files, bad UTF-8 and I/O failures are CorpusErrors
+    (the same messages as every other text charrnn reads: text/io.py)."""
+    with open_binary(path) as f:
+        try:
+            raw = f.read()
+        except OSError as e:
+            raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+    text = decode_utf8(raw, str(path))
     # Spreadsheet programs write a byte-order mark; left in, it would glue itself to the
     # first header name ("\ufeffsentence") and hide the column.
     return text[1:] if text.startswith("\ufeff") else text

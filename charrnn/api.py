@@ -8,6 +8,9 @@
     clf = charrnn.load("checkpoints/sst2")                    # a classifier
     print(clf.predict(["a gorgeous film", "a dull mess"], top_k=2))
 
+    g2p = charrnn.load("checkpoints/g2p")                     # an encoder-decoder
+    print(g2p.predict(["абажура"], beam=5, n_best=2))          # [[("a b ə ʒ u ɾ ə", -0.01), ...]]
+
 The command line uses exactly these calls.
 """
 
@@ -27,6 +30,8 @@ from .runtime import resolve_device, resolve_precision
 from .tasks.classify import classify_ids, encode_texts
 from .tasks.metrics import ClassificationReport, report
 from .tasks.perplexity import EvalResult, evaluate, scored_chars
+from .tasks.seq2seq import encode_side, output_text, teacher_forced_nll
+from .tasks.seq2seq_metrics import Seq2SeqReport, seq2seq_report
 
 
 class LanguageModel:
@@ -151,11 +156,104 @@ class Classifier:
         return self.checkpoint.summary()
 
 
-def load(path: str | os.PathLike, device: str = "auto", latest: bool = False) -> LanguageModel | Classifier:
+class Seq2SeqModel:
+    """A trained encoder-decoder with its source and target tokenizers."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.tokenizer = checkpoint.tokenizer  # a PairTokenizer: .source, .target
+        self.source, self.target = self.tokenizer.source, self.tokenizer.target
+        self.model = checkpoint.build_model(self.device)
+        state = checkpoint.task_state or {}
+        self.length_ratio = float(state.get("length_ratio", 2.0))
+
+    def encode(self, sources: list[str]) -> list[list[int]]:
+        """Source ids of each text (an empty source becomes one padding token)."""
+        pad = self.model.config.src_pad_id
+        return [ids if ids else [pad] for ids in encode_side(self.source, sources)]
+
+    def count_unknown(self, sources: list[str]) -> int:
+        """Source tokens the source tokenizer does not know (read as its unknown id)."""
+        unk = self.source.unk_id
+        return 0 if unk is None else sum(ids.count(unk) for ids in encode_side(self.source, sources))
+
+    def limit(self, source_len: int) -> int:
+        """The most output tokens for a source of ``source_len`` tokens."""
+        from .decoding.seq2seq import length_limit
+        from .tasks.seq2seq import LENGTH_EXTRA
+
+        return length_limit(source_len, self.length_ratio, LENGTH_EXTRA)
+
+    def generate(self, sources: list[str], config: SampleConfig | None = None, batch_size: int = 256,
+                 **options: Any) -> list[list[Generation]]:
+        """For each source, its outputs as Generations (text, tokens, log-probability,
+        finish reason, beam score): the ``num_return`` best of a beam search (``beam``),
+        or ``num_samples`` samples, or the greedy output (``greedy=True``). Options are
+        SampleConfig fields; ``length`` caps every output (default: relative to the source)."""
+        from .decoding.seq2seq import translate
+
+        config = config or SampleConfig(**options)
+        if not sources:
+            return []
+        limit = None if config.length is not None else self.limit
+        outs = translate(self.model, self.encode(sources), config, self.target.detokenizer, self.target.banned_ids,
+                         limit=limit, batch_size=batch_size)
+        for gens in outs:
+            for g in gens:
+                g.text = output_text(self.target.kind, g.text)
+        return outs
+
+    def predict(self, sources: list[str], beam: int = 0, n_best: int = 1, length_penalty: float = 1.0,
+                batch_size: int = 256, **options: Any) -> list[list[tuple[str, float]]]:
+        """For each source, its ``n_best`` outputs with their scores, best first: greedy
+        by default (scores are log-probabilities), beam search with ``beam`` > 0 (scores
+        are log-probabilities / length ** length_penalty), or samples with
+        ``temperature=...`` (and other SampleConfig options)."""
+        if n_best < 1:
+            raise ConfigError(f"n_best must be >= 1, not {n_best}")
+        if beam and n_best > beam:
+            raise ConfigError(f"n_best ({n_best}) cannot exceed the beam ({beam})")
+        if beam:
+            config = SampleConfig(beam=beam, num_return=n_best, length_penalty=length_penalty, **options)
+        elif options:
+            config = SampleConfig(num_samples=n_best, **options)
+        else:
+            if n_best > 1:
+                raise ConfigError("n_best > 1 needs a beam search (beam=K) or sampling (temperature=...)")
+            config = SampleConfig(greedy=True)
+        outs = self.generate(sources, config, batch_size)
+        return [[(g.text, g.score if g.score is not None else g.logprob) for g in gens] for gens in outs]
+
+    def evaluate(self, sources: list[str], references: list[list[str]], beam: int = 0,
+                 length_penalty: float = 1.0, batch_size: int = 256) -> Seq2SeqReport:
+        """Exact-match accuracy (any reference), WER, token error rate, BLEU and chrF of
+        the outputs for distinct ``sources``, each with its references."""
+        outs = self.predict(sources, beam=beam, length_penalty=length_penalty, batch_size=batch_size)
+        symbols = str.split if self.target.kind in ("space", "word") else list
+        return seq2seq_report([o[0][0] for o in outs], references, symbols)
+
+    def perplexity(self, sources: list[str], targets: list[str]) -> tuple[float, int]:
+        """Teacher-forced mean loss (nats per target token, EOS included) of ``targets``
+        given ``sources``, and the number of tokens scored."""
+        c = self.model.config
+        src = self.encode(sources)
+        tgt = [[c.sos_id, *ids, c.eos_id] for ids in encode_side(self.target, targets)]
+        total, count = teacher_forced_nll(self.model, src, tgt, self.device)
+        return total / max(count, 1), count
+
+    def info(self) -> dict[str, Any]:
+        return self.checkpoint.summary()
+
+
+def load(path: str | os.PathLike, device: str = "auto", latest: bool = False
+         ) -> LanguageModel | Classifier | Seq2SeqModel:
     """Load a run directory (its best checkpoint, or latest) or a checkpoint file: a
-    ``LanguageModel`` or a ``Classifier``, by the task that trained it."""
+    ``LanguageModel``, a ``Classifier`` or a ``Seq2SeqModel``, by the task that trained it."""
     ck = load_checkpoint(path, latest=latest)
     if ck.task == "classify":
         return Classifier(ck, device=device)
+    if ck.task == "seq2seq":
+        return Seq2SeqModel(ck, device=device)
     return LanguageModel(ck, device=device)
 

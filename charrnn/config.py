@@ -18,6 +18,7 @@ from .errors import ConfigError, ResumeMismatchError
 
 CELLS = ("lstm", "gru", "rnn")
 POOLS = ("last", "mean", "max", "attention")  # how a classifier pools the outputs over a sequence
+ATTENTIONS = ("none", "dot", "general", "additive")  # how a seq2seq decoder looks at the source
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -203,6 +204,60 @@ class ClassifierConfig:
         _check(self.pad_id >= 0, f"pad_id must be >= 0, not {self.pad_id}")
         if self.vocab_size:
             _check(self.pad_id < self.vocab_size, f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}")
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """Architecture of the encoder-decoder (everything needed to rebuild it).
+
+    Vocabularies are the tokenizers' plus ids of their own: the source adds padding (its
+    last id); the target adds padding, SOS and EOS (its last three ids, in that order).
+    """
+
+    src_vocab_size: int = 0  # set from the tokenizers: source tokens + 1
+    tgt_vocab_size: int = 0  # target tokens + 3
+    cell: str = "lstm"
+    layers: int = 1  # of the encoder and of the decoder
+    hidden_size: int = 256  # of each encoder direction and of the decoder
+    embedding_dim: int = 128
+    bidirectional: bool = True  # encoder; the decoder starts from a learned bridge then
+    attention: str = "general"
+    input_feeding: bool = True  # feed the previous attentional vector with each target token
+    dropout: float = 0.3
+    tie_weights: bool = False  # the output layer shares the target embedding (needs embedding_dim == hidden_size)
+
+    def __post_init__(self) -> None:
+        _check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        _check(self.attention in ATTENTIONS, f"attention must be one of {', '.join(ATTENTIONS)}, not {self.attention!r}")
+        for name in ("src_vocab_size", "tgt_vocab_size", "layers", "hidden_size", "embedding_dim"):
+            _check(_is_int(getattr(self, name)), f"{name} must be a whole number, not {getattr(self, name)!r}")
+        _check(self.src_vocab_size == 0 or self.src_vocab_size >= 2, "src_vocab_size must be >= 2 (tokens and padding)")
+        _check(self.tgt_vocab_size == 0 or self.tgt_vocab_size >= 4, "tgt_vocab_size must be >= 4 (tokens, padding, SOS, EOS)")
+        _check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
+        _check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
+        _check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
+        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
+        _check(not (self.attention == "dot" and self.bidirectional),
+               "dot attention compares decoder and encoder states of one size: use it with --no-bidirectional, "
+               "or take general or additive attention")
+        _check(not self.tie_weights or self.embedding_dim == self.hidden_size,
+               f"tie_weights needs embedding_dim == hidden_size ({self.embedding_dim} != {self.hidden_size})")
+
+    @property
+    def src_pad_id(self) -> int:
+        return self.src_vocab_size - 1
+
+    @property
+    def tgt_pad_id(self) -> int:
+        return self.tgt_vocab_size - 3
+
+    @property
+    def sos_id(self) -> int:
+        return self.tgt_vocab_size - 2
+
+    @property
+    def eos_id(self) -> int:
+        return self.tgt_vocab_size - 1
 
 
 @dataclass(frozen=True)

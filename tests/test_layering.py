@@ -4,7 +4,8 @@
     text                                bytes -> ids (tokenizers, corpora, labelled examples)
     models                              nn.Modules built from a config
     checkpoint                          files of models + tokenizers
-    tasks, decoding                     what is specific to a task; one decoding engine
+    decoding                            one decoding engine (sampling, beam search) over any step
+    tasks                               what is specific to a task (validation may decode)
     training                            the one loop (knows the Task interface)
     api                                 the Python API over all of it
     cli                                 the only place that prints, parses options, uses typer/rich
@@ -27,10 +28,11 @@ LAYERS = {
     "text": 2,
     "models": 3,
     "checkpoint": 4,
-    "tasks": 5, "decoding": 5,
-    "training": 6,
-    "api": 7,
-    "cli": 8, "__main__": 9, "__init__": 9,
+    "decoding": 5,
+    "tasks": 6,
+    "training": 7,
+    "api": 8,
+    "cli": 9, "__main__": 10, "__init__": 10,
 }
 COMMAND_LAYER = {"cli", "__main__"}
 FORBIDDEN_IN_CORE = {"typer", "click", "rich"}

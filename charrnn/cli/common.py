@@ -14,7 +14,7 @@ import typer
 
 from ..config import DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharrnnError, ConfigError
-from ..config import ClassifierConfig
+from ..config import ClassifierConfig, Seq2SeqConfig
 from .app import err
 
 try:  # typer >= 0.22 carries its own copy of click
@@ -22,7 +22,7 @@ try:  # typer >= 0.22 carries its own copy of click
 except ImportError:  # older typer runs on click itself
     from click.core import ParameterSource  # type: ignore[no-redef]
 
-_M, _T, _S, _C = ModelConfig(), TrainConfig(), SampleConfig(), ClassifierConfig()
+_M, _T, _S, _C, _Q = ModelConfig(), TrainConfig(), SampleConfig(), ClassifierConfig(), Seq2SeqConfig()
 
 
 class Cell(str, Enum):
@@ -34,6 +34,24 @@ class Cell(str, Enum):
 class TaskKind(str, Enum):
     lm = "lm"
     classify = "classify"
+    seq2seq = "seq2seq"
+
+
+class Attention(str, Enum):
+    none = "none"
+    dot = "dot"
+    general = "general"
+    additive = "additive"
+
+
+class SideTokenizer(str, Enum):
+    """Tokenizer kinds of a seq2seq side: the language model's, and space-separated symbols."""
+
+    char = "char"
+    space = "space"
+    bpe = "bpe"
+    unigram = "unigram"
+    word = "word"
 
 
 class Pool(str, Enum):
@@ -164,8 +182,12 @@ def write_product(text: str) -> None:
 
 
 def require_language_model(model: Any, checkpoint: Path, instead: str) -> None:
-    """Refuse a classifier where a language model is needed, saying what to use instead."""
-    from ..api import LanguageModel
+    """Refuse a classifier or an encoder-decoder where a language model is needed, saying
+    what to use instead."""
+    from ..api import LanguageModel, Seq2SeqModel
 
+    if isinstance(model, Seq2SeqModel):
+        raise CharrnnError(f"{checkpoint}: an encoder-decoder (seq2seq), not a language model: 'charrnn predict' "
+                           f"decodes sources with it")
     if not isinstance(model, LanguageModel):
         raise CharrnnError(f"{checkpoint}: a classifier, not a language model: {instead}")

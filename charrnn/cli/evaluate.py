@@ -26,7 +26,8 @@ def perplexity(
     replace_invalid: ReplaceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Perplexity per token and bits per character of a text under a trained model.
+    """Perplexity per token and bits per character of a text under a trained model (an
+    encoder-decoder: the teacher-forced perplexity of the targets of a source<TAB>target file).
 
     Every token after the first is scored; bits per character divide the total loss by the
     characters those tokens cover (all characters after the first token's, less unknown
@@ -37,6 +38,9 @@ def perplexity(
     from ..text.io import read_text
 
     lm = load(checkpoint, device=device.value, latest=latest)
+    if _is_seq2seq(lm):
+        _seq2seq_perplexity(lm, file, json_out)
+        return
     require_language_model(lm, checkpoint, "'charrnn eval accuracy' measures it")
     note = bf16_fallback_note(precision.value, lm.device)
     if note:
@@ -71,19 +75,30 @@ def perplexity(
 @eval_app.command(no_args_is_help=True)
 def accuracy(
     checkpoint: CheckpointArg,
-    file: Annotated[str, typer.Argument(help="Labelled examples in a training layout: TSV/CSV with a header, fastText lines, or a folder with one file per label.", show_default=False)],
+    file: Annotated[str, typer.Argument(help="Labelled examples in a training layout: TSV/CSV with a header, fastText lines, or a folder with one file per label; for an encoder-decoder, source<TAB>target lines (a source on several lines has several references).", show_default=False)],
     text_column: Annotated[Optional[str], typer.Option(help="Column with the text [default: found from common names].", show_default=False)] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Column with the label [default: found from common names].", show_default=False)] = None,
+    beam: Annotated[int, typer.Option(min=0, help="Beam width for an encoder-decoder (0: greedy).", rich_help_panel="Sequence to sequence")] = 0,
+    length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
     json_out: JsonOpt = False,
 ) -> None:
     """Accuracy, macro-F1, per-label precision, recall, F1 and support, and the confusion
-    matrix of a classifier on labelled examples."""
+    matrix of a classifier on labelled examples; for an encoder-decoder on source<TAB>target
+    pairs, sequence accuracy (any reference), WER, token error rate, BLEU and chrF."""
     from ..api import Classifier, load
     from ..text.labelled import read_labelled
 
     model = load(checkpoint, device=device.value, latest=latest)
+    if _is_seq2seq(model):
+        if text_column is not None or label_column is not None:
+            raise CharrnnError("--text-column and --label-column are for classifiers: an encoder-decoder reads "
+                               "source<TAB>target lines")
+        _seq2seq_accuracy(model, file, beam, length_penalty, json_out)
+        return
+    if beam or length_penalty != 1.0:
+        raise CharrnnError("--beam and --length-penalty are for encoder-decoders (seq2seq)")
     if not isinstance(model, Classifier):
         raise CharrnnError(f"{checkpoint}: a language model, not a classifier: 'charrnn eval perplexity' measures it")
     examples = read_labelled(file, text_column, label_column)
@@ -118,3 +133,59 @@ def accuracy(
     for label, row in zip(rep.labels, rep.confusion):
         conf.add_row(label, *(f"{n:,}" for n in row))
     console.print(conf)
+
+
+def _is_seq2seq(model) -> bool:
+    from ..api import Seq2SeqModel
+
+    return isinstance(model, Seq2SeqModel)
+
+
+def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_out: bool) -> None:
+    from ..text.pairs import group_references, read_pairs
+
+    sources, references = group_references(read_pairs(file))
+    unknown = model.count_unknown(sources)
+    if unknown:
+        warn(f"{unknown:,} source token(s) never seen in training were read as unknown")
+    t = time.perf_counter()
+    rep = model.evaluate(sources, references, beam=beam, length_penalty=length_penalty)
+    secs = time.perf_counter() - t
+    if rep.note:
+        warn(rep.note)
+    if json_out:
+        print_json({**rep.as_dict(), "beam": beam, "unknown": unknown, "seconds": secs})
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("sequence accuracy", f"{rep.accuracy:.4f}")
+    table.add_row("WER (%)", f"{rep.wer:.2f}")
+    table.add_row(f"token error rate (%, {model.target.kind} tokens)", f"{rep.ter:.2f}")
+    table.add_row("BLEU", "-" if rep.bleu is None else f"{rep.bleu:.2f}")
+    table.add_row("chrF", "-" if rep.chrf is None else f"{rep.chrf:.2f}")
+    table.add_row("sources", f"{rep.sequences:,}")
+    table.add_row("decoding", f"beam {beam}" if beam else "greedy")
+    table.add_row("sources/s", f"{rep.sequences / secs:,.0f}" if secs > 0 else "-")
+    Console(soft_wrap=True).print(table)
+
+
+def _seq2seq_perplexity(model, file: str, json_out: bool) -> None:
+    import math
+
+    from ..text.pairs import read_pairs
+
+    pairs = read_pairs(file)
+    loss, tokens = model.perplexity([p.source for p in pairs], [p.target for p in pairs])
+    result = {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens, "pairs": len(pairs)}
+    if json_out:
+        print_json(result)
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("perplexity (per target token, EOS included)", f"{result['perplexity']:.4f}")
+    table.add_row("loss (nats/token)", f"{loss:.4f}")
+    table.add_row("target tokens scored", f"{tokens:,}")
+    table.add_row("pairs", f"{len(pairs):,}")
+    Console(soft_wrap=True).print(table)

@@ -25,10 +25,17 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
     table.add_column(style="bold")
     table.add_column()
     table.add_row("checkpoint", str(ck.path))
-    table.add_row("task", {"lm": "language model", "classify": "classifier"}.get(ck.task, ck.task))
+    table.add_row("task", {"lm": "language model", "classify": "classifier",
+                           "seq2seq": "sequence to sequence (encoder-decoder)"}.get(ck.task, ck.task))
     table.add_row("model", _model_line(ck.task, m))
     table.add_row("parameters", f"{params:,}")
-    table.add_row("tokenizer", f"{ck.tokenizer.kind}, {ck.tokenizer.vocab_size} tokens")
+    if ck.task == "seq2seq":
+        tok = ck.tokenizer
+        shared = " (shared vocabulary)" if tok.shared else ""
+        table.add_row("source tokens", f"{tok.source.kind}, {tok.source.vocab_size} tokens{shared}")
+        table.add_row("target tokens", f"{tok.target.kind}, {tok.target.vocab_size} tokens (+ padding, SOS, EOS)")
+    else:
+        table.add_row("tokenizer", f"{ck.tokenizer.kind}, {ck.tokenizer.vocab_size} tokens")
     table.add_row("step", f"{ck.step:,}" + (f" (epoch {mt['epoch']:.2f})" if "epoch" in mt else ""))
     if "time" in mt:
         table.add_row("training time", f"{mt['time']:.0f} s")
@@ -36,7 +43,10 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
         table.add_row("val bpc", f"{mt['val_bpc']:.4f} (loss {mt['val_loss']:.4f} nats)")
     if "best_val_bpc" in mt:
         table.add_row("best val bpc", f"{mt['best_val_bpc']:.4f} at step {mt.get('best_step', '?')}")
-    if "val_accuracy" in mt:
+    if "val_accuracy" in mt and "val_ter" in mt:
+        table.add_row("val accuracy", f"{mt['val_accuracy']:.4f} (greedy exact match; token error rate "
+                      f"{mt['val_ter']:.2f}%, loss {mt['val_loss']:.4f} nats)")
+    elif "val_accuracy" in mt:
         table.add_row("val accuracy", f"{mt['val_accuracy']:.4f} (macro-F1 {mt.get('val_macro_f1', float('nan')):.4f}, "
                       f"loss {mt['val_loss']:.4f} nats)")
     if "best_val_accuracy" in mt:
@@ -64,5 +74,11 @@ def _model_line(task: str, m) -> str:
         inp = "one-hot input" if m.one_hot else f"embedding {m.embedding_dim}"
         return (f"{m.layers}x{m.hidden_size} {'bidirectional ' if m.bidirectional else ''}{m.cell.upper()}, {inp}, "
                 f"{m.pool} pooling, dropout {m.dropout}, {m.num_labels} labels")
+    if task == "seq2seq":
+        enc = f"{'bidirectional ' if m.bidirectional else ''}{m.layers}x{m.hidden_size} {m.cell.upper()}"
+        att = "no attention" if m.attention == "none" else (
+            f"{m.attention} attention" + (" with input feeding" if m.input_feeding else ""))
+        return (f"encoder {enc}, decoder {m.layers}x{m.hidden_size} {m.cell.upper()}, {att}, embedding "
+                f"{m.embedding_dim}, dropout {m.dropout}" + (", tied target weights" if m.tie_weights else ""))
     return (f"{m.layers}x{m.hidden_size} {m.cell.upper()}, embedding {m.embedding_dim}, dropout {m.dropout}"
             + (", tied weights" if m.tie_weights else ""))

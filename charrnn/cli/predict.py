@@ -1,4 +1,5 @@
-"""``charrnn predict``: the label of each input line from a trained classifier, streamed."""
+"""``charrnn predict``: for each input line, a classifier's label or an encoder-decoder's
+output, streamed in input order."""
 
 from __future__ import annotations
 
@@ -65,12 +66,33 @@ def predict(
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
     replace_invalid: ReplaceOpt = False,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input line: the text, the label and its probability, and the top-k.", rich_help_panel="Output")] = False,
+    beam: Annotated[int, typer.Option(min=0, help="Beam width for an encoder-decoder (0: greedy, or sampling with --sample).", rich_help_panel="Sequence to sequence")] = 0,
+    n_best: Annotated[int, typer.Option(min=1, help="Print the N best outputs of each source (beam search) or N samples, each followed by its score, tab-separated.", rich_help_panel="Sequence to sequence")] = 1,
+    length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
+    sample: Annotated[bool, typer.Option("--sample", help="Draw each output from the model's distribution instead of the most likely one.", rich_help_panel="Sequence to sequence")] = False,
+    temperature: Annotated[float, typer.Option(min=0.0, help="With --sample: sharpen (<1) or flatten (>1) the distribution.", rich_help_panel="Sequence to sequence")] = 1.0,
+    top_p: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="With --sample: nucleus sampling.", rich_help_panel="Sequence to sequence")] = None,
+    min_p: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="With --sample: drop tokens below this times the top probability.", rich_help_panel="Sequence to sequence")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="With --sample: seed for reproducible draws.", rich_help_panel="Sequence to sequence")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input line: the text, the label and its probability, and the top-k (an encoder-decoder: the source and its outputs with scores).", rich_help_panel="Output")] = False,
 ) -> None:
-    """Predict the label of each input line with a classifier: one output line per input line."""
-    from ..api import Classifier, load
+    """Predict the label of each input line with a classifier, or its output with an
+    encoder-decoder: one output line per input line (N lines with --n-best N)."""
+    from ..api import Classifier, Seq2SeqModel, load
 
     model = load(checkpoint, device=device.value, latest=latest)
+    if isinstance(model, Seq2SeqModel):
+        if text_column is not None or top_k != 1:
+            raise ConfigError("--text-column and --top-k are for classifiers; an encoder-decoder reads one source per "
+                              "line (--n-best gives several outputs)")
+        options = {"temperature": temperature, "top_p": top_p, "min_p": min_p, "seed": seed} if sample else {}
+        if not sample and (temperature != 1.0 or top_p is not None or min_p is not None or seed is not None):
+            raise ConfigError("--temperature, --top-p, --min-p and --seed apply with --sample")
+        if sample and beam:
+            raise ConfigError("--sample and --beam are two ways to decode: give one")
+        _predict_seq2seq(model, file, replace_invalid, batch_size, json_out,
+                         dict(beam=beam, n_best=n_best, length_penalty=length_penalty, **options))
+        return
     if not isinstance(model, Classifier):
         raise CharrnnError(f"{checkpoint}: a language model, not a classifier: 'charrnn sample' generates text "
                            f"from it")
@@ -87,3 +109,33 @@ def predict(
             out.flush()
     except BrokenPipeError:
         quiet_stdout()
+
+
+def _predict_seq2seq(model, file: str, replace_invalid: bool, batch_size: int, json_out: bool, options: dict) -> None:
+    from ..text.pairs import read_sources
+
+    size = 1 if file == "-" and sys.stdin is not None and sys.stdin.isatty() else batch_size
+    if file == "-" and sys.stdin is None:
+        raise CharrnnError("standard input is closed: nothing to read from '-'")
+    out = sys.stdout
+    unknown = 0
+    n_best = options["n_best"]
+    try:
+        for chunk in _chunks(read_sources(file, replace_invalid), size):
+            unknown += model.count_unknown(chunk)
+            for source, best in zip(chunk, model.predict(chunk, batch_size=size, **options)):
+                if json_out:
+                    print_json({"source": source, "output": best[0][0], "score": best[0][1],
+                                "n_best": [{"output": o, "score": sc} for o, sc in best]})
+                elif n_best == 1:
+                    out.write(best[0][0] + "\n")
+                else:
+                    out.write("".join(f"{o}\t{sc:.4f}\n" for o, sc in best))
+            out.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+        return
+    if unknown:
+        from .common import warn
+
+        warn(f"{unknown:,} source token(s) never seen in training were read as unknown")

@@ -26,12 +26,15 @@ def _count(x: float) -> str:
 
 
 _SHORT = {"val_bpc": "bpc", "val_accuracy": "acc"}  # the headline figure's unit on the bar
-_NAMES = {"val_loss": "val loss", "val_bpc": "val bpc", "val_accuracy": "val accuracy", "val_macro_f1": "macro-F1"}
+_NAMES = {"val_loss": "val loss", "val_bpc": "val bpc", "val_accuracy": "val accuracy", "val_macro_f1": "macro-F1",
+          "val_ter": "token error rate %"}
 
 
 def _rate(d: dict) -> str:
     if "examples_per_sec" in d:
         return f"{_count(d['examples_per_sec'])} ex/s"
+    if "pairs_per_sec" in d:
+        return f"{_count(d['pairs_per_sec'])} pairs/s"
     return f"{_count(d['tokens_per_sec'])} tok/s"
 
 
@@ -81,11 +84,18 @@ class TrainingDisplay:
                 what = (f"{'bidirectional ' if m['bidirectional'] else ''}{m['cell'].upper()} classifier "
                         f"({m['pool']} pooling, {len(d['labels'])} labels)")
                 data = f"{d['train_examples']:,} training and {d['val_examples']:,} validation examples"
+            elif d.get("task") == "seq2seq":
+                what = (f"encoder-decoder ({'bidirectional ' if m['bidirectional'] else ''}encoder, "
+                        f"{m['attention']} attention)")
+                vocab = f"{d['source_tokenizer']} {d['source_vocab']} -> {d['target_tokenizer']} {d['target_vocab']}"
+                data = (f"vocabularies {vocab}{' (shared)' if d['shared_vocab'] else ''}; {d['train_pairs']:,} "
+                        f"training and {d['val_pairs']:,} validation pairs")
             else:
                 what, data = m["cell"].upper(), f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens"
             self._log(
                 f"charrnn: {m['layers']}x{m['hidden_size']} {what}, {d['params']:,} parameters, "
-                f"vocabulary {d['vocab_size']}, on {d['device']} ({d['precision']})"
+                + (f"vocabulary {d['vocab_size']}, " if d.get("task") != "seq2seq" else "")
+                + f"on {d['device']} ({d['precision']})"
                 f"{' x %d processes' % d['processes'] if d.get('processes', 1) > 1 else ''}; "
                 f"{data}; "
                 f"{d['windows_per_epoch']:,} steps per epoch; stopping at {' or '.join(limit)}"
@@ -141,6 +151,9 @@ class TrainingDisplay:
             if d.get("task") == "classify":
                 best = f"best val accuracy {d['val_accuracy']:.4f} (macro-F1 {d['val_macro_f1']:.4f})"
                 rate = f"{d['train_examples_per_sec']:,.0f} examples/s"
+            elif d.get("task") == "seq2seq":
+                best = f"best val accuracy {d['val_accuracy']:.4f} (token error rate {d['val_ter']:.2f}%)"
+                rate = f"{d['train_pairs_per_sec']:,.0f} pairs/s"
             else:
                 best, rate = f"best val bpc {d['val_bpc']:.4f}", f"{d['train_tokens_per_sec']:,.0f} tokens/s"
             self._log(f"done: {event.step:,} steps in {_duration(event.elapsed)}, {best} (step {d['best_step']:,}), "

@@ -14,11 +14,12 @@ from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig
 from ..errors import CharrnnError, ConfigError, CorpusTooSmallError
 from . import app as state
 from .app import app, err
-from .common import (_C, _M, _T, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, Pool, Precision, ReplaceOpt,
-                     TaskKind, TokenizerKind, VocabSizeOpt, explicit, flag, print_json)
+from .common import (_C, _M, _Q, _T, Attention, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, Pool, Precision,
+                     ReplaceOpt, SideTokenizer, TaskKind, TokenizerKind, VocabSizeOpt, explicit, flag, print_json)
 from .train_setup import (_MODEL_FIELDS, check_out_free, default_out, open_run_dir, prepare_on_every_rank, resumed_or_new,
                           size_model, tokenizer_spec, with_display)
 from .train_classify import CLASSIFY_ONLY, ClassifyOptions, train_classify
+from .train_seq2seq import SEQ2SEQ_ONLY, Seq2SeqOptions, train_seq2seq
 
 _FLAG_OF = {"batch_size": "--batch-size", "bptt": "--bptt"}
 
@@ -26,15 +27,15 @@ _FLAG_OF = {"batch_size": "--batch-size", "bptt": "--bptt"}
 @app.command(no_args_is_help=True)
 def train(
     ctx: typer.Context,
-    corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare; for --task classify one labelled file (TSV/CSV with a header, fastText lines) or a folder with one file per label.", show_default=False)],
-    task: Annotated[TaskKind, typer.Option(help="lm: a language model of the text; classify: a label per example (sequence classification).")] = TaskKind.lm,
+    corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare; for --task classify one labelled file (TSV/CSV with a header, fastText lines) or a folder with one file per label; for --task seq2seq one file of source<TAB>target lines.", show_default=False)],
+    task: Annotated[TaskKind, typer.Option(help="lm: a language model of the text; classify: a label per example (sequence classification); seq2seq: an encoder-decoder from source<TAB>target pairs.")] = TaskKind.lm,
     cell: Annotated[Cell, typer.Option(help="Recurrent cell.", rich_help_panel="Model")] = Cell(_M.cell),
     layers: Annotated[int, typer.Option(min=1, max=64, help="Stacked recurrent layers.", rich_help_panel="Model")] = _M.layers,
     hidden_size: Annotated[int, typer.Option(min=1, help="Units per recurrent layer [default: chosen from this machine's measured training speed, the limits and the corpus size (and the batch size with it, unless given); the start line says what and why].", show_default=False, rich_help_panel="Model")] = _M.hidden_size,
     embedding_dim: Annotated[int, typer.Option(min=1, help="Size of the token embedding.", rich_help_panel="Model")] = _M.embedding_dim,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between recurrent layers and before the output layer.", rich_help_panel="Model")] = _M.dropout,
     tie_weights: Annotated[bool, typer.Option("--tie-weights/--no-tie-weights", help="Share the embedding and output matrices (needs embedding-dim == hidden-size).", rich_help_panel="Model")] = _M.tie_weights,
-    bidirectional: Annotated[bool, typer.Option("--bidirectional/--no-bidirectional", help="Read each example in both directions (classify).", rich_help_panel="Classification")] = _C.bidirectional,
+    bidirectional: Annotated[bool, typer.Option("--bidirectional/--no-bidirectional", help="Read each example (classify) or source (seq2seq encoder) in both directions.", rich_help_panel="Classification")] = _C.bidirectional,
     pool: Annotated[Pool, typer.Option(help="How the outputs over an example become one vector: last state (of each direction), mean, max, or learned attention (classify).", rich_help_panel="Classification")] = Pool(_C.pool),
     one_hot: Annotated[bool, typer.Option("--one-hot", help="Feed each token as a one-hot vector instead of a learned embedding (classify).", rich_help_panel="Classification")] = _C.one_hot,
     embeddings: Annotated[Optional[Path], typer.Option(help="Initialise the token embeddings from word vectors in word2vec/GloVe text format (.gz too); --embedding-dim must match them (classify).", rich_help_panel="Classification")] = None,
@@ -42,6 +43,14 @@ def train(
     class_weights: Annotated[ClassWeights, typer.Option(help="balanced: weight each label's loss by n / (labels * its count), for skewed label sets (classify).", rich_help_panel="Classification")] = ClassWeights.none,
     text_column: Annotated[Optional[str], typer.Option(help="Column with the text in a TSV/CSV file [default: found from names such as text, sentence] (classify).", show_default=False, rich_help_panel="Classification")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Column with the label in a TSV/CSV file [default: found from names such as label, class] (classify).", show_default=False, rich_help_panel="Classification")] = None,
+    attention: Annotated[Attention, typer.Option(help="How the decoder looks at the source at each step: Luong dot (needs --no-bidirectional) or general, Bahdanau additive, or none (the encoder's final state only).", rich_help_panel="Sequence to sequence")] = Attention(_Q.attention),
+    input_feeding: Annotated[bool, typer.Option("--input-feeding/--no-input-feeding", help="Feed the previous step's attentional vector to the decoder with each token (Luong).", rich_help_panel="Sequence to sequence")] = _Q.input_feeding,
+    teacher_forcing: Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of feeding the decoder the gold previous token in training; below 1 it is fed its own prediction otherwise (scheduled sampling).", rich_help_panel="Sequence to sequence")] = 1.0,
+    source_tokenizer: Annotated[SideTokenizer, typer.Option(help="Tokens of the sources: char, space (whitespace-separated symbols, e.g. phones), bpe, unigram, word.", rich_help_panel="Sequence to sequence")] = SideTokenizer.char,
+    target_tokenizer: Annotated[SideTokenizer, typer.Option(help="Tokens of the targets (as --source-tokenizer).", rich_help_panel="Sequence to sequence")] = SideTokenizer.char,
+    shared_vocab: Annotated[bool, typer.Option("--shared-vocab", help="One tokenizer trained on both sides (same language on both; needs the same kind).", rich_help_panel="Sequence to sequence")] = False,
+    max_length: Annotated[int, typer.Option(min=1, help="Pairs with more tokens than this on either side are skipped (and counted), or refused with --strict.", rich_help_panel="Sequence to sequence")] = 200,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop with an error at a pair longer than --max-length instead of skipping it.", rich_help_panel="Sequence to sequence")] = False,
     tokenizer: Annotated[Optional[TokenizerKind], typer.Option(help="char (the default): one token per character; bpe, unigram: SentencePiece subwords; word: SentencePiece words. Trained on the training split.", show_default=False, rich_help_panel="Tokenizer")] = None,
     vocab_size: VocabSizeOpt = None,
     tokenizer_file: Annotated[Optional[Path], typer.Option(help="Use this tokenizer instead of training one: a file from 'charrnn tokenizer train', a checkpoint or a run directory.", rich_help_panel="Tokenizer")] = None,
@@ -75,7 +84,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="Output")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a language model (or, with --task classify, a classifier) on CORPUS and save it in a run directory.
+    """Train a language model (or, with --task classify, a classifier; with --task seq2seq, an encoder-decoder) on CORPUS and save it in a run directory.
 
     With several processes (--nproc N, or started by torchrun) each trains its share of the
     --batch-size streams or examples; the first one writes the run directory and shows progress."""
@@ -110,14 +119,24 @@ def train(
     dist = distributed.init() if distributed.launched() else None
     with distributed.session(dist):
         if task == TaskKind.classify:
+            given = [flag(n) for n in explicit(ctx, SEQ2SEQ_ONLY)]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: for --task seq2seq only")
             opts = ClassifyOptions(text_column, label_column, embeddings, freeze_embeddings,
                                    class_weights == ClassWeights.balanced)
             train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet,
                            json_out, val_file, opts)
             return
-        given = [flag(n) for n in explicit(ctx, CLASSIFY_ONLY)]
+        if task == TaskKind.seq2seq:
+            opts = Seq2SeqOptions(source_tokenizer.value, target_tokenizer.value, shared_vocab, teacher_forcing,
+                                  max_length, strict)
+            train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, quiet, json_out, val_file, opts)
+            return
+        given = [flag(n) for n in explicit(ctx, [n for n in CLASSIFY_ONLY if n != "bidirectional"] + list(SEQ2SEQ_ONLY))]
         if given:
-            raise ConfigError(f"{', '.join(given)}: for --task classify only")
+            raise ConfigError(f"{', '.join(given)}: not for a language model (options of --task classify or seq2seq)")
+        if "bidirectional" in explicit(ctx, ["bidirectional"]):
+            raise ConfigError("--bidirectional: not for a language model (it reads text left to right)")
         _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
                val_file, replace_invalid, ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size,
                                                      embedding_dim=embedding_dim, dropout=dropout,

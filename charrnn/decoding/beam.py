@@ -142,3 +142,94 @@ def beam_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleC
         tokens = torch.tensor(next_tokens + [first] * pad, dtype=torch.long, device=device)
     finished.sort(key=lambda g: g.score, reverse=True)
     return finished[: cfg.num_return]
+
+
+def batch_beam_steps(runner, sources: int, first: int, cfg: SampleConfig, make: MakeDetokenizer,
+                     banned: Iterable[int], end_id: int, limits: list[int]) -> list[list[Generation]]:
+    """Beam search for ``sources`` inputs at once (a sequence-to-sequence decoder): the
+    runner has ``cfg.beam`` rows per source, source by source, and every row is fed
+    ``first`` (SOS) first. For each source, its ``cfg.num_return`` best hypotheses.
+
+    A hypothesis ends at ``end_id`` (EOS: its log-probability counts, its text does not)
+    or at ``limits[source]`` tokens (finish reason "length"). Finished hypotheses are
+    ranked by score / length ** length_penalty (length counts EOS). A source stops when
+    ``beam`` of its hypotheses have finished; a stopped source's rows leave the batch
+    (``runner.keep_sources``), so the step gets cheaper as sources finish.
+    """
+    k = cfg.beam
+    device, vocab = runner.device, runner.vocab_size
+    controls = Controls(cfg, [], banned, sources * k, vocab, device)
+    tokens = torch.full((sources * k,), first, dtype=torch.long, device=device)
+    alive = torch.full((sources, k), float("-inf"), dtype=torch.float64, device=device)
+    alive[:, 0] = 0.0  # at the start a source's beams are the same: only one of them expands
+    active = list(range(sources))  # the sources still searching, in the order of their rows
+    # Per step, per row: (parent row in the previous step's numbering, token, log-prob, score).
+    history: list[list[tuple[int, int, float, float]]] = []
+    finished: list[list[Generation]] = [[] for _ in range(sources)]
+
+    def finish(src: int, row: int, tok: int, lp: float, sc: float, reason: str) -> None:
+        toks, lps, scs = [tok], [lp], [sc]
+        for step in range(len(history) - 1, -1, -1):
+            row, t, l, c = history[step][row]
+            toks.append(t)
+            lps.append(l)
+            scs.append(c)
+        toks.reverse()
+        score = sum(scs) / (len(toks) ** cfg.length_penalty if cfg.length_penalty else 1.0)
+        text_toks = toks[:-1] if reason == "end" else toks
+        finished[src].append(Generation(text_of_ids(text_toks, make), text_toks, sum(lps), reason, score))
+
+    for step in range(max(limits)):
+        b = len(active)
+        logits = runner.step(tokens)  # (b * k, V)
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        adj = logp if controls.plain else controls.scores(logits, log_normalize=True)
+        cand = (alive.view(-1, 1) + adj).view(b, k * vocab)  # every extension of every beam of a source
+        top = torch.topk(cand, min(2 * k, k * vocab), dim=-1)  # (b, 2k)
+        rows_t = top.indices // vocab + torch.arange(b, device=device).view(-1, 1) * k  # (b, 2k) row numbers
+        toks_t = top.indices % vocab
+        flat = rows_t * vocab + toks_t
+        picked = [top.values, logp.view(-1)[flat]] + ([] if adj is logp else [adj.view(-1)[flat]])
+        host = torch.stack([p.double() for p in picked] + [rows_t.double(), toks_t.double()]).tolist()
+        totals_h, lps_h, scs_h, rows_h, toks_h = host[0], host[1], host[-3], host[-2], host[-1]
+        keep, next_rows, next_toks, next_alive, entries = [], [], [], [], []
+        for j, src in enumerate(active):
+            live: list[tuple[int, int, float, float, float]] = []
+            at_limit = step + 1 >= limits[src]
+            for total, lp, sc, row, tok in zip(totals_h[j], lps_h[j], scs_h[j], rows_h[j], toks_h[j]):
+                if total == float("-inf") or len(live) == k or len(finished[src]) >= k:
+                    break
+                row, tok = int(row), int(tok)
+                if tok == end_id or at_limit:
+                    finish(src, row, tok, lp, sc, "end" if tok == end_id else "length")
+                else:
+                    live.append((row, tok, lp, sc, total))
+            if not live or at_limit or len(finished[src]) >= k:
+                continue  # this source is done
+            keep.append(j)
+            live += [(live[0][0], live[0][1], live[0][2], live[0][3], float("-inf"))] * (k - len(live))  # dead fillers
+            for row, tok, lp, sc, total in live:
+                next_rows.append(row)
+                next_toks.append(tok)
+                next_alive.append(total)
+                entries.append((row, tok, lp, sc))
+        if not keep:
+            break
+        history.append(entries)
+        index = torch.tensor(next_rows, device=device)
+        runner.reorder(index)
+        if len(keep) < b:
+            runner.keep_sources(torch.tensor(keep, device=device))
+            active = [active[j] for j in keep]
+        controls.reorder(index)
+        tokens = torch.tensor(next_toks, dtype=torch.long, device=device)
+        controls.push(tokens, next_toks)
+        alive = torch.tensor(next_alive, dtype=torch.float64, device=device).view(len(active), k)
+    for gens in finished:
+        gens.sort(key=lambda g: g.score, reverse=True)
+    return [gens[: cfg.num_return] for gens in finished]
+
+
+def text_of_ids(ids: list[int], make: MakeDetokenizer) -> str:
+    det = make()
+    return "".join(det.feed(i) for i in ids) + det.flush()

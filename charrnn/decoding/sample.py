@@ -96,12 +96,18 @@ def _sample(model, prime, cfg: SampleConfig, make: MakeDetokenizer, start_id, ba
 
 
 def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleConfig, make: MakeDetokenizer,
-                 banned: Iterable[int]) -> Generator[tuple[int, str], None, list[Generation]]:
-    """Sample from a started step (``cfg.num_samples`` rows, fed ``first`` next, after
-    ``history`` for the controls): a generator of (row, piece) returning the generations."""
+                 banned: Iterable[int], end_id: int | None = None, limits: list[int] | None = None,
+                 rows: int | None = None) -> Generator[tuple[int, str], None, list[Generation]]:
+    """Sample from a started step (``rows`` rows, ``cfg.num_samples`` by default, fed
+    ``first`` next, after ``history`` for the controls): a generator of (row, piece)
+    returning the generations.
+
+    A sequence-to-sequence decoder also gives ``end_id`` (EOS: a row that produces it
+    ends, with finish reason "end"; the token counts in the log-probability, not in the
+    text) and ``limits``, the most tokens of each row (instead of ``cfg.max_tokens``)."""
     t0 = time.perf_counter()
-    n = cfg.num_samples
-    length = cfg.max_tokens
+    n = rows if rows is not None else cfg.num_samples
+    length = max(limits) if limits is not None else cfg.max_tokens
     device, vocab = runner.device, runner.vocab_size
     controls = Controls(cfg, history, banned, n, vocab, device)
     blocker = controls.blocker
@@ -165,6 +171,10 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
         for r, t in enumerate(ids):
             if done[r]:
                 continue
+            if t == end_id:
+                done[r], reasons[r] = True, "end"
+                logp_sum[r] += step_logps[r]
+                continue
             out_tokens[r].append(t)
             logp_sum[r] += step_logps[r]
             recent[r].append(step_logps[r])
@@ -173,6 +183,8 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
                 yield r, piece
             if stops[r].stopped:
                 done[r], reasons[r] = True, stops[r].reason
+            elif limits is not None and len(out_tokens[r]) >= limits[r]:
+                done[r] = True
         if all(done):
             break
     results = []

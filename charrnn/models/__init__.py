@@ -13,10 +13,13 @@ from torch import nn
 from ..config import ModelConfig
 from .classifier import ClassifierConfig, SequenceClassifier
 from .lm import RNNLanguageModel
+from .seq2seq import Seq2Seq
+from ..config import Seq2SeqConfig
 
 MODEL_KINDS: dict[str, tuple[type, type[nn.Module]]] = {
     "lm": (ModelConfig, RNNLanguageModel),
     "classifier": (ClassifierConfig, SequenceClassifier),
+    "seq2seq": (Seq2SeqConfig, Seq2Seq),
 }
 
 

@@ -6,18 +6,12 @@
                -> pooling over the real positions: last | mean | max | attention -> (N, D)
                -> Dropout -> Linear -> logits (N, C), float32
 
-Padding never changes a result, without packed sequences (on the CPU a packed LSTM call
-measured 4x slower than a padded one on the same length-bucketed batches of SST-2):
+Padding never changes a result: the recurrent layers are ``encoder.run_layers`` (exact
+over padded batches, without packed sequences), and pooling reads the real positions
+only (``last``: the forward output at the last real token and the backward output at the
+first).
 
-- the forward direction runs over the padded batch: padding comes after each
-  sequence's real tokens, so the outputs at the real positions never see it;
-- the backward direction runs over each sequence reversed within its own length
-  (real tokens reversed first, padding after), and its outputs are put back in order;
-- pooling reads the real positions only (``last``: the forward output at the last real
-  token and the backward output at the first).
-
-So each direction is its own one-layer module, and a layer's input is the previous
-layer's outputs of both directions, as in ``nn.LSTM(bidirectional=True)``. The ids in the
+The ids in the
 padding are replaced by ``pad_id`` first, so they may hold anything (even out-of-range
 values); a sequence gets the same logits alone as inside a padded batch. Loading
 pretrained word vectors into the embedding lives in ``embeddings.py``.
@@ -30,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ClassifierConfig
-from .cells import make_rnn
+from .encoder import make_layers, padding_mask, run_layers
 
 
 class SequenceClassifier(nn.Module):
@@ -46,11 +40,9 @@ class SequenceClassifier(nn.Module):
         self.directions = 2 if config.bidirectional else 1
         self.sentence_dim = config.hidden_size * self.directions  # D
         self.embedding = None if config.one_hot else nn.Embedding(config.vocab_size, config.embedding_dim)
-        sizes = [config.vocab_size if config.one_hot else config.embedding_dim] + [self.sentence_dim] * (config.layers - 1)
         # layers[k][0] reads forwards, layers[k][1] (bidirectional) reads each sequence reversed.
-        self.layers = nn.ModuleList(
-            nn.ModuleList(make_rnn(config.cell, size, config.hidden_size, 1, 0.0) for _ in range(self.directions))
-            for size in sizes)
+        self.layers = make_layers(config.cell, config.vocab_size if config.one_hot else config.embedding_dim,
+                                  config.hidden_size, config.layers, self.directions)
         d = self.sentence_dim
         # Attention pooling: score_t = v^T tanh(W o_t + b), softmax over the real positions.
         self.attn_proj = nn.Linear(d, d) if config.pool == "attention" else None
@@ -69,26 +61,13 @@ class SequenceClassifier(nn.Module):
     def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The pooled sentence vectors (N, D), before the output dropout and layer."""
         lengths = self._checked_lengths(ids, lengths).to(ids.device)
-        n, t = ids.shape
-        steps = torch.arange(t, device=ids.device)
-        mask = steps < lengths[:, None]  # (N, T)
+        mask = padding_mask(lengths, ids.shape[1])  # (N, T)
         ids = ids.masked_fill(~mask, self.config.pad_id)  # whatever the padding held
         if self.embedding is None:
             x = F.one_hot(ids.long(), self.config.vocab_size).float()  # (N, T, V)
         else:
             x = self.embedding(ids)  # (N, T, E)
-        # Position t of row i reversed within its length: L_i - 1 - t for the real tokens,
-        # the padding left where it is. Applying it twice gives the original order.
-        flip = torch.where(mask, lengths[:, None] - 1 - steps, steps)  # (N, T)
-        x = self.drop(x)
-        for k, directions in enumerate(self.layers):
-            if k:
-                x = F.dropout(x, self.config.dropout, self.training)  # between layers, as nn.LSTM does
-            outs = [directions[0](x)[0]]  # (N, T, H)
-            if len(directions) == 2:
-                backward = directions[1](_take(x, flip))[0]
-                outs.append(_take(backward, flip))
-            x = torch.cat(outs, dim=-1) if len(outs) == 2 else outs[0]  # (N, T, D)
+        x, _ = run_layers(self.layers, self.drop(x), mask, lengths, self.config.dropout, self.training)  # (N, T, D)
         return self._pool(x, mask, lengths)
 
     def num_parameters(self) -> int:
@@ -125,7 +104,3 @@ class SequenceClassifier(nn.Module):
         weights = torch.softmax(scores.float().masked_fill(~mask, float("-inf")), dim=1)  # (N, T)
         return (weights.unsqueeze(-1).to(out.dtype) * out).sum(dim=1)  # (N, D)
 
-
-def _take(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """x (N, T, C) with row i's time steps taken at positions[i] (N, T)."""
-    return x.gather(1, positions.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -1,8 +1,10 @@
 """The tokenizer interface: text <-> integer ids, and incremental decoding.
 
 Implementations: ``char.CharTokenizer`` (kind "char") and
-``sentencepiece.SentencePieceTokenizer`` (kinds "bpe", "unigram", "word"); ``tokenizers``
-builds, stores and loads them by kind. A tokenizer stores its state as JSON-able metadata
+``sentencepiece.SentencePieceTokenizer`` (kinds "bpe", "unigram", "word"), and for
+sequence-to-sequence models ``symbols.SymbolTokenizer`` (kind "space", whitespace-separated
+symbols) and ``symbols.PairTokenizer`` (kind "pair", a source and a target tokenizer in one
+checkpoint slot); ``tokenizers`` builds, stores and loads them by kind. A tokenizer stores its state as JSON-able metadata
 plus tensors, so a checkpoint (or a tokenizer file) carries the tokenizer with it.
 """
 
@@ -18,6 +20,8 @@ UNK_TEXT = "\ufffd"  # what decoding UNK_ID gives back
 
 KINDS = ("char", "bpe", "unigram", "word")
 SUBWORD_KINDS = ("bpe", "unigram", "word")
+# Kinds for one side of a seq2seq model ("space" splits at whitespace: phones, tags).
+SEQ2SEQ_KINDS = ("char", "space", "bpe", "unigram", "word")
 
 
 def _codepoints(text: str) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Tokenizers by kind: training one, rebuilding one from its stored state, tokenizer files.
 
-The implementations live in ``char`` and ``sentencepiece``; the interface in ``tokenizer``.
+The implementations live in ``char``, ``sentencepiece`` and ``symbols``; the interface in
+``tokenizer``. A "pair" tokenizer (seq2seq) is not trained here: train each side with
+``train_tokenizer`` and join them with ``PairTokenizer(source, target)``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,21 @@ from ..errors import ConfigError, TokenizerError
 from ..files import FORMAT, atomic_write, resolve_checkpoint
 from .char import CharTokenizer
 from .sentencepiece import CHUNK, SentencePieceTokenizer
-from .tokenizer import KINDS, SUBWORD_KINDS, UNK_ID, UNK_TEXT, Detokenizer, TextDetokenizer, Tokenizer
+from .symbols import PairTokenizer, SymbolTokenizer
+from .tokenizer import (
+    KINDS,
+    SEQ2SEQ_KINDS,
+    SUBWORD_KINDS,
+    UNK_ID,
+    UNK_TEXT,
+    Detokenizer,
+    TextDetokenizer,
+    Tokenizer,
+)
 
-__all__ = ["KINDS", "SUBWORD_KINDS", "UNK_ID", "UNK_TEXT", "CharTokenizer", "Detokenizer", "SentencePieceTokenizer",
-           "TextDetokenizer", "Tokenizer", "load_tokenizer", "save_tokenizer", "tokenizer_from_state",
-           "train_tokenizer"]
+__all__ = ["KINDS", "SEQ2SEQ_KINDS", "SUBWORD_KINDS", "UNK_ID", "UNK_TEXT", "CharTokenizer", "Detokenizer",
+           "PairTokenizer", "SentencePieceTokenizer", "SymbolTokenizer", "TextDetokenizer", "Tokenizer",
+           "load_tokenizer", "save_tokenizer", "tokenizer_from_state", "train_tokenizer"]
 
 TOKENIZER_FORMAT = "charrnn-tokenizer"
 TOKENIZER_FORMAT_VERSION = 1
@@ -34,9 +46,14 @@ def train_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Toke
         if vocab_size is not None:
             raise ConfigError("a char tokenizer's vocabulary is the training text's characters: it takes no vocab_size")
         return CharTokenizer.train(text)
+    if kind == "space":
+        if vocab_size is not None:
+            raise ConfigError("a space tokenizer's vocabulary is the training text's symbols: it takes no vocab_size")
+        return SymbolTokenizer.train(text)
     if kind in SUBWORD_KINDS:
         return SentencePieceTokenizer.train(kind, text, vocab_size)
-    raise TokenizerError(f"unknown tokenizer kind {kind!r} (one of {', '.join(KINDS)})")
+    raise TokenizerError(f"unknown tokenizer kind {kind!r} (one of {', '.join(KINDS)}; "
+                         f"for seq2seq also {', '.join(k for k in SEQ2SEQ_KINDS if k not in KINDS)})")
 
 
 def tokenizer_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Tokenizer:
@@ -46,6 +63,13 @@ def tokenizer_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor])
         if not isinstance(chars, str):
             raise TokenizerError("stored char tokenizer has no character list")
         return CharTokenizer(chars)
+    if kind == "space":
+        symbols = meta.get("symbols")
+        if not isinstance(symbols, list):
+            raise TokenizerError("stored space tokenizer has no symbol list")
+        return SymbolTokenizer(symbols)
+    if kind == "pair":
+        return PairTokenizer.from_state(meta, tensors, tokenizer_from_state)
     if kind in SUBWORD_KINDS:
         model = tensors.get("model")
         if not isinstance(model, torch.Tensor) or model.dtype != torch.uint8 or model.dim() != 1:

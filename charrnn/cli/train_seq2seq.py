@@ -1,0 +1,88 @@
+"""``charrnn train --task seq2seq``: an encoder-decoder from source<TAB>target pairs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..config import Seq2SeqConfig, TrainConfig
+from ..errors import ConfigError
+from .common import explicit, flag, print_json, warn
+from .train_setup import check_out_free, default_out, open_run_dir, resumed_or_new, with_display
+
+# The encoder-decoder's architecture options (Seq2SeqConfig fields with a flag of the same name).
+MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "bidirectional", "attention",
+                "input_feeding", "tie_weights")
+# Options that mean something to seq2seq only.
+SEQ2SEQ_ONLY = ("attention", "input_feeding", "teacher_forcing", "source_tokenizer", "target_tokenizer",
+                "shared_vocab", "max_length", "strict")
+# Options of other tasks that a seq2seq run refuses.
+NOT_SEQ2SEQ = ("tokenizer", "tokenizer_file", "pool", "one_hot", "embeddings", "freeze_embeddings", "class_weights",
+               "text_column", "label_column", "bptt", "val_max_chars", "replace_invalid")
+# Training defaults where they differ from a language model's (measured on SIGMORPHON
+# 2021 grapheme-to-phoneme data: see benchmarks/g2p_seq2seq.py).
+TRAIN_DEFAULTS = TrainConfig(batch_size=64, lr=3e-3, eval_interval=500)
+DEFAULT_EPOCHS = 30  # with no limit given
+
+
+@dataclass(frozen=True)
+class Seq2SeqOptions:
+    source_tokenizer: str
+    target_tokenizer: str
+    shared_vocab: bool
+    teacher_forcing: float
+    max_length: int
+    strict: bool
+
+
+def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, quiet, json_out, val_file,
+                  opts: Seq2SeqOptions) -> None:
+    from ..tasks.seq2seq import Seq2SeqTask, prepare_pairs
+    from ..training import Trainer, distributed
+
+    if len(corpus) != 1 or corpus[0] == "-":
+        raise ConfigError("--task seq2seq reads one file of source<TAB>target pairs (validation pairs: --val-file)")
+    given = [flag(n) for n in explicit(ctx, NOT_SEQ2SEQ)]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not for --task seq2seq (its tokenizers are --source-tokenizer and "
+                          f"--target-tokenizer)")
+    main = dist is None or dist.main
+    out = default_out(out, corpus)
+    checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, MODEL_FIELDS, TRAIN_DEFAULTS)
+    if checkpoint is not None and checkpoint.task != "seq2seq":
+        raise ConfigError(f"{out} holds a {checkpoint.task} run: resume it without --task seq2seq")
+    if checkpoint is None and train_cfg.effective_epochs != train_cfg.epochs:  # no limit was given
+        train_cfg = dataclasses.replace(train_cfg, epochs=DEFAULT_EPOCHS)
+    if dist is not None:
+        dist = distributed.use_device(dist, train_cfg.device)
+    check_out_free(dist, out, resume, overwrite)
+    if checkpoint is not None:
+        fixed = [flag(n) for n in explicit(ctx, SEQ2SEQ_ONLY + ("vocab_size",)) if n not in ("attention", "input_feeding")]
+        if fixed:
+            raise ConfigError(f"a resumed run keeps its data and tokenizer options: drop {', '.join(fixed)}")
+        state = checkpoint.task_state or {}
+        data = prepare_pairs(corpus[0], val_file, train_cfg.val_fraction, train_cfg.seed, checkpoint.tokenizer,
+                             max_length=int(state.get("max_length", opts.max_length)))
+        task = Seq2SeqTask(data, checkpoint.model_config, train_cfg, float(state.get("teacher_forcing", 1.0)),
+                           int(state.get("max_length", opts.max_length)), state.get("length_ratio"))
+    else:
+        if opts.shared_vocab and opts.source_tokenizer != opts.target_tokenizer:
+            raise ConfigError(f"--shared-vocab needs one tokenizer kind on both sides, not --source-tokenizer "
+                              f"{opts.source_tokenizer} and --target-tokenizer {opts.target_tokenizer}")
+        # Every process reads the (small) data itself; tokenizer training is deterministic.
+        data = prepare_pairs(corpus[0], val_file, train_cfg.val_fraction, train_cfg.seed, None, opts.source_tokenizer,
+                             opts.target_tokenizer, opts.shared_vocab, vocab_size, opts.max_length, opts.strict)
+        model_cfg = Seq2SeqConfig(**{**dataclasses.asdict(Seq2SeqConfig()), **explicit(ctx, MODEL_FIELDS)})
+        task = Seq2SeqTask(data, model_cfg, train_cfg, opts.teacher_forcing, opts.max_length)
+    if main:
+        for split, n in data.skipped.items():
+            if n:
+                warn(f"skipped {n:,} {split} pair(s) longer than --max-length {task.max_length} tokens "
+                     f"(--strict refuses them instead)")
+        if data.unknown:
+            warn(f"{data.unknown:,} source token(s) of the validation pairs never occur in the training sources")
+    run_dir = open_run_dir(dist, out, overwrite, resume)
+    result = with_display(quiet, main, lambda on_event: Trainer(
+        task, train_cfg, run_dir, on_event, t0, checkpoint, dist).run())
+    if json_out and main:
+        print_json(result.summary)

@@ -136,7 +136,7 @@ def train(
         if given:
             raise ConfigError(f"{', '.join(given)}: not for a language model (options of --task classify or seq2seq)")
         if "bidirectional" in explicit(ctx, ["bidirectional"]):
-            raise ConfigError("--bidirectional: not for a language model (it reads text left to right)")
+            raise ConfigError("--bidirectional: for --task classify or seq2seq (a language model reads text left to right)")
         _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
                val_file, replace_invalid, ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size,
                                                      embedding_dim=embedding_dim, dropout=dropout,

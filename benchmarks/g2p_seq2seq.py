@@ -1,0 +1,159 @@
+"""Grapheme to phoneme on SIGMORPHON 2021 task 1 with `charrnn train --task seq2seq`:
+test WER per language and the macro average, against the shared task's published baseline.
+
+    python benchmarks/g2p_seq2seq.py [--set medium|low] [--langs bul,dut] [--epochs 20]
+        [--jobs 2] [--threads 1] [--train-args "..."] [--ablate bul,dut] [--data DIR]
+        [--out DIR] [--quick]
+
+For each language L of the set (DIR/SET/L_{train,dev,test}.tsv, phones space-separated):
+
+    charrnn train --task seq2seq L_train.tsv --val-file L_dev.tsv --target-tokenizer space
+        --epochs E --threads T [--train-args]        (the best checkpoint: greedy dev accuracy)
+    charrnn eval accuracy RUN L_test.tsv --json              greedy
+    charrnn eval accuracy RUN L_test.tsv --beam 5 --json     beam 5
+
+WER = 100 - exact-match accuracy (a word with several pronunciations is right when any
+matches). Training CPU minutes are the child process's user + system time (os.wait4), so
+they hold when --jobs trainings share the machine; wall minutes are given too.
+
+--ablate LANGS trains each of those languages twice more, with --attention none and with
+--no-bidirectional, and reports greedy and beam-5 test WER of each variant.
+
+DIR defaults to $CHARRNN_CORPORA/g2p-sigmorphon2021, else ../shared/corpora/... next to
+this checkout. Results go to OUT/results.json (OUT: a temporary directory unless --out)
+and a table on stdout; RESULTS.md is written by hand from them. --quick: two languages,
+one epoch, for a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# Published baseline test WER of SIGMORPHON 2021 task 1 (an ensembled neural transducer).
+BASELINE = {
+    "medium": {"arm_e": 7.00, "bul": 18.30, "dut": 14.70, "fre": 8.50, "geo": 0.00, "hbs_latn": 32.10, "hun": 1.80,
+               "jpn_hira": 5.20, "kor": 16.30, "vie_hanoi": 2.50},
+    "low": {"ady": 22, "gre": 21, "ice": 12, "ita": 19, "khm": 34, "lav": 55, "mlt_latn": 19, "rum": 10, "slv": 49,
+            "wel_sw": 10},
+}
+VARIANTS = {"default": [], "no-attention": ["--attention", "none"], "unidirectional": ["--no-bidirectional"]}
+
+
+def data_dir(given: str | None) -> Path:
+    if given:
+        return Path(given)
+    root = os.environ.get("CHARRNN_CORPORA")
+    if root:
+        return Path(root) / "g2p-sigmorphon2021"
+    return Path(__file__).resolve().parents[2] / "shared" / "corpora" / "g2p-sigmorphon2021"
+
+
+def run_child(cmd: list[str], threads: int) -> tuple[str, float, float]:
+    """Run ``cmd`` with ``threads`` OpenMP threads; its stdout, wall seconds and CPU
+    seconds (user + system)."""
+    t = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed ({proc.returncode}): {stderr.strip()[-2000:]}")
+    return stdout, wall, usage.ru_utime + usage.ru_stime
+
+
+def one(lang: str, variant: str, args, root: Path, out: Path, log) -> dict:
+    charrnn = [sys.executable, "-m", "charrnn"]
+    run = out / f"{lang}-{variant}"
+    d = root / args.set
+    train = charrnn + ["train", "--task", "seq2seq", str(d / f"{lang}_train.tsv"), "--val-file",
+                       str(d / f"{lang}_dev.tsv"), "--target-tokenizer", "space", "--epochs", str(args.epochs),
+                       "--threads", str(args.threads), "-o", str(run), "--overwrite", "--quiet", "--json",
+                       *shlex.split(args.train_args), *VARIANTS[variant]]
+    summary_text, wall, cpu = run_child(train, args.threads)
+    summary = json.loads(summary_text)
+    result = {"lang": lang, "variant": variant, "baseline": BASELINE[args.set].get(lang), "train_wall_s": wall,
+              "train_cpu_s": cpu, "steps": summary["steps"], "best_step": summary["best_step"],
+              "val_accuracy": summary["val_accuracy"], "train_pairs_per_sec": summary["train_pairs_per_sec"],
+              "command": shlex.join(train[2:])}
+    for beam in (0, 5):
+        text, secs, _ = run_child(charrnn + ["eval", "accuracy", str(run), str(d / f"{lang}_test.tsv"), "--json",
+                                             "--beam", str(beam)], args.threads)
+        rep = json.loads(text)
+        result[f"wer_beam{beam}"] = rep["wer"]
+        result[f"ter_beam{beam}"] = rep["ter"]
+        result[f"eval_s_beam{beam}"] = secs
+    log(result)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", choices=sorted(BASELINE), default="medium")
+    p.add_argument("--langs", help="comma-separated languages (default: all of the set)")
+    p.add_argument("--epochs", type=float, default=20)
+    p.add_argument("--jobs", type=int, default=2, help="trainings at once")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    p.add_argument("--train-args", default="", help="more options for charrnn train")
+    p.add_argument("--ablate", default="", help="comma-separated languages to also train without attention and "
+                                                "with a unidirectional encoder")
+    p.add_argument("--data")
+    p.add_argument("--out")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    root = data_dir(args.data)
+    langs = args.langs.split(",") if args.langs else sorted(BASELINE[args.set])
+    if args.quick:
+        langs, args.epochs = langs[:2], 1
+    unknown = [lang for lang in langs if not (root / args.set / f"{lang}_train.tsv").is_file()]
+    if unknown:
+        sys.exit(f"no data for {', '.join(unknown)} in {root / args.set}")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="g2p-"))
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(lang, "default") for lang in langs]
+    jobs += [(lang, v) for lang in filter(None, args.ablate.split(",")) for v in VARIANTS if v != "default"]
+    lock = threading.Lock()
+    results: list[dict] = []
+
+    def log(r: dict) -> None:
+        with lock:
+            results.append(r)
+            print(f"{r['lang']:>9} {r['variant']:<14} WER greedy {r['wer_beam0']:6.2f} beam5 {r['wer_beam5']:6.2f} "
+                  f"(baseline {r['baseline']}) TER {r['ter_beam5']:5.2f} train {r['train_cpu_s'] / 60:5.1f} CPU min "
+                  f"{r['train_wall_s'] / 60:5.1f} wall min, {r['steps']} steps", flush=True)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for f in [pool.submit(one, lang, v, args, root, out, log) for lang, v in jobs]:
+            f.result()
+    default = sorted((r for r in results if r["variant"] == "default"), key=lambda r: r["lang"])
+    print(f"\n{'language':>9} {'baseline':>8} {'greedy':>7} {'beam 5':>7} {'CPU min':>8}")
+    for r in default:
+        print(f"{r['lang']:>9} {r['baseline']:8.2f} {r['wer_beam0']:7.2f} {r['wer_beam5']:7.2f} "
+              f"{r['train_cpu_s'] / 60:8.1f}")
+    if default:
+        n = len(default)
+        print(f"{'macro':>9} {sum(r['baseline'] for r in default) / n:8.2f} "
+              f"{sum(r['wer_beam0'] for r in default) / n:7.2f} {sum(r['wer_beam5'] for r in default) / n:7.2f} "
+              f"{sum(r['train_cpu_s'] for r in default) / 60 / n:8.1f}")
+    print(f"\n{len(results)} trainings in {(time.perf_counter() - t0) / 60:.1f} min wall; results in "
+          f"{out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

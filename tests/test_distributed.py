@@ -311,3 +311,33 @@ def test_two_processes_train_a_classifier_as_one_with_the_global_batch(tmp_path)
             for run in ("one", "two")]
     assert [s for s, _ in logs[0]] == [s for s, _ in logs[1]] == [3, 6]
     assert [x for _, x in logs[0]] == pytest.approx([x for _, x in logs[1]], abs=1e-6)
+
+
+def test_two_processes_train_an_encoder_decoder_as_one_with_the_global_batch(tmp_path):
+    """Sequence to sequence under DDP: each process takes its rows of every global batch
+    (8 rows: 4 each, with different numbers of target tokens) and scales its summed token
+    loss by the whole batch's token count."""
+    import random
+
+    rng = random.Random(2)
+    words = ["".join(rng.choice("abcd") for _ in range(rng.randint(1, 5))) for _ in range(40)]
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{w}\t{' '.join(reversed(w))}\n" for w in words), encoding="utf-8")
+    args = ["--task", "seq2seq", data, "--target-tokenizer", "space", "--hidden-size", "8", "--embedding-dim", "6",
+            "--dropout", "0", "--batch-size", "8", "--precision", "fp32", "--quiet", "--eval-interval", "1000",
+            "--device", "cpu", "--max-steps", "6", "--log-interval", "3", "--val-fraction", "0.2", "--warmup-steps", "0",
+            "--lr", "0.01"]
+    charrnn("train", *args, "--out", tmp_path / "one", "--threads", "1")
+    charrnn("train", *args, "--out", tmp_path / "two", "--nproc", "2")
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert max_diff(one, two) < TOL
+    from charrnn.models.seq2seq import Seq2Seq
+
+    ck = load_checkpoint(tmp_path / "one")
+    torch.manual_seed(ck.train_config.seed)
+    init = Seq2Seq(ck.model_config).state_dict()
+    assert max_diff(one, {f"model.{k}": v for k, v in init.items()}) > 1000 * TOL
+    logs = [[(r["step"], r["train_loss"]) for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["event"] == "train"]
+            for run in ("one", "two")]
+    assert [s for s, _ in logs[0]] == [s for s, _ in logs[1]] == [3, 6]
+    assert [x for _, x in logs[0]] == pytest.approx([x for _, x in logs[1]], abs=1e-6)

@@ -208,3 +208,30 @@ def test_a_checkpoint_of_the_first_release_loads_and_generates_as_it_did():
     assert [lp for _, lp in beams] == pytest.approx([lp for _, lp in expected["beam"]], abs=1e-9)
     assert m.evaluate("The lazy dog jumps over the quick brown fox. ", streams=1).bpc == pytest.approx(
         expected["bpc"], abs=1e-9)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_an_encoder_decoder_round_trips_with_both_tokenizers(tmp_path, shared):
+    from charrnn.config import Seq2SeqConfig
+    from charrnn.models.seq2seq import Seq2Seq
+    from charrnn.text.symbols import PairTokenizer, SymbolTokenizer
+    from charrnn.text.tokenizers import load_tokenizer
+
+    src = CharTokenizer.train("abc")
+    pair = PairTokenizer(src, src) if shared else PairTokenizer(src, SymbolTokenizer.train("t͡ʃ a k"))
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(src_vocab_size=src.vocab_size + 1, tgt_vocab_size=pair.target.vocab_size + 3,
+                                  hidden_size=4, embedding_dim=3, attention="additive"))
+    path = tmp_path / "s2s.safetensors"
+    save_checkpoint(path, model, TrainConfig(), pair, step=3, task="seq2seq", task_state={"length_ratio": 1.5})
+    ck = load_checkpoint(path)
+    assert (ck.task, ck.model_kind, ck.model_config) == ("seq2seq", "seq2seq", model.config)
+    assert ck.tokenizer.kind == "pair" and ck.tokenizer.shared == shared
+    assert ck.tokenizer.target.decode(ck.tokenizer.target.encode("a t͡ʃ" if not shared else "ab")) == (
+        "a t͡ʃ" if not shared else "ab")
+    rebuilt = ck.build_model()
+    for k, v in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[k], v)
+    summary = ck.summary()
+    assert summary["source_tokenizer"] == "char" and summary["shared_vocab"] == shared
+    assert load_tokenizer(path).kind == "pair"  # a tokenizer file read from it keeps both sides

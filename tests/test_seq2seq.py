@@ -287,3 +287,18 @@ def test_sampling_is_reproducible_per_seed_and_row():
         for g in gens:
             assert g.logprob == pytest.approx(teacher_forced_logprob(model, src, g.tokens, g.finish_reason == "end"),
                                               abs=1e-5)
+
+
+def test_bf16_autocast_keeps_logits_in_fp32_and_close_to_fp32():
+    from charrnn.runtime import autocast, cpu_has_fast_bf16
+
+    if not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no native bf16 (charrnn trains in fp32 here)")
+    model = make(seed=2)
+    src, tgt = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[model.config.sos_id, 1, 2]])
+    with torch.no_grad():
+        full = model(src, torch.tensor([4]), tgt)
+        with autocast(torch.device("cpu"), torch.bfloat16):
+            half = model(src, torch.tensor([4]), tgt)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, full, atol=0.05, rtol=0.05)

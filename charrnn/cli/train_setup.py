@@ -186,5 +186,9 @@ def tokenizer_for_training(kind: TokenizerKind | None, vocab_size: int | None, t
     if tokenizer_file is not None:
         if kind is not None or vocab_size is not None:
             raise ConfigError("--tokenizer-file gives the tokenizer: --tokenizer and --vocab-size do not apply with it")
-        return load_tokenizer(tokenizer_file)
+        tok = load_tokenizer(tokenizer_file)
+        if tok.kind == "pair":
+            raise ConfigError(f"{tokenizer_file}: holds an encoder-decoder's two tokenizers (source and target), not "
+                              f"one to train with")
+        return tok
     return new_tokenizer(kind.value if kind is not None else "char", vocab_size, train_text)

@@ -152,9 +152,11 @@ def batch_beam_steps(runner, sources: int, first: int, cfg: SampleConfig, make: 
 
     A hypothesis ends at ``end_id`` (EOS: its log-probability counts, its text does not)
     or at ``limits[source]`` tokens (finish reason "length"). Finished hypotheses are
-    ranked by score / length ** length_penalty (length counts EOS). A source stops when
-    ``beam`` of its hypotheses have finished; a stopped source's rows leave the batch
-    (``runner.keep_sources``), so the step gets cheaper as sources finish.
+    ranked by score / length ** length_penalty (length counts EOS). A hypothesis ends at
+    EOS only when that extension ranks among the ``beam`` best of its step, and a source
+    stops when ``beam`` of its hypotheses have ended (fairseq's rule); a stopped source's
+    rows leave the batch (``runner.keep_sources``), so the step gets cheaper as sources
+    finish.
     """
     k = cfg.beam
     device, vocab = runner.device, runner.vocab_size
@@ -196,12 +198,19 @@ def batch_beam_steps(runner, sources: int, first: int, cfg: SampleConfig, make: 
         for j, src in enumerate(active):
             live: list[tuple[int, int, float, float, float]] = []
             at_limit = step + 1 >= limits[src]
-            for total, lp, sc, row, tok in zip(totals_h[j], lps_h[j], scs_h[j], rows_h[j], toks_h[j]):
+            for rank, (total, lp, sc, row, tok) in enumerate(zip(totals_h[j], lps_h[j], scs_h[j], rows_h[j],
+                                                                     toks_h[j])):
                 if total == float("-inf") or len(live) == k or len(finished[src]) >= k:
                     break
                 row, tok = int(row), int(tok)
-                if tok == end_id or at_limit:
-                    finish(src, row, tok, lp, sc, "end" if tok == end_id else "length")
+                if tok == end_id:
+                    # Only an ending among the k best extensions competes (as in fairseq): one
+                    # ranked below them would fill the finished list with poor hypotheses and
+                    # stop the search before the better live ones end.
+                    if rank < k:
+                        finish(src, row, tok, lp, sc, "end")
+                elif at_limit:
+                    finish(src, row, tok, lp, sc, "length")
                 else:
                     live.append((row, tok, lp, sc, total))
             if not live or at_limit or len(finished[src]) >= k:

@@ -324,11 +324,14 @@ def decode_speed(run: Path, words_file: Path, refs: list[list[str]], tmp: Path, 
                 print(f"warning: predict {shlex.join(opts)} printed {len(lines)} lines for {len(refs)} words",
                       file=sys.stderr)
             key = f"beam{beam}_bs{bs}"
-            out[key] = {"wall": wall, "startup": startup, "walls": walls, "startups": startups, "words_per_sec": len(refs) / max(wall - startup, 1e-9),
+            net = wall - startup  # at or below zero: start-up noise larger than the decoding itself
+            out[key] = {"wall": wall, "startup": startup, "walls": walls, "startups": startups,
+                        "words_per_sec": len(refs) / net if net > 0 else None,
                         "phones_mean": statistics.fmean(len(x.split()) for x in lines) if lines else 0.0,
                         "exact": sum(x.split() == r for x, r in zip(lines, refs)) / len(refs)}
             print(f"  {'greedy' if not beam else 'beam 5':>6}, --batch-size {bs:>3}: "
-                  f"{out[key]['words_per_sec']:,.1f} words/s (wall {wall:.2f} s - start-up {startup:.2f} s); "
+                  + (f"{len(refs) / net:,.1f} words/s" if net > 0 else "n/a (wall below start-up: noise)")
+                  + f" (wall {wall:.2f} s - start-up {startup:.2f} s); "
                   f"{out[key]['phones_mean']:.2f} phones/word, exact match {out[key]['exact']:.3f}", flush=True)
     return out
 

@@ -90,6 +90,10 @@ def predict(
             raise ConfigError("--temperature, --top-p, --min-p and --seed apply with --sample")
         if sample and beam:
             raise ConfigError("--sample and --beam are two ways to decode: give one")
+        if n_best > 1 and not beam and not sample:
+            raise ConfigError(f"--n-best {n_best} needs a beam search (--beam {n_best} or wider) or --sample")
+        if beam and n_best > beam:
+            raise ConfigError(f"--n-best ({n_best}) cannot exceed --beam ({beam})")
         _predict_seq2seq(model, file, replace_invalid, batch_size, json_out,
                          dict(beam=beam, n_best=n_best, length_penalty=length_penalty, **options))
         return

@@ -153,10 +153,10 @@ def batch_beam_steps(runner, sources: int, first: int, cfg: SampleConfig, make: 
     A hypothesis ends at ``end_id`` (EOS: its log-probability counts, its text does not)
     or at ``limits[source]`` tokens (finish reason "length"). Finished hypotheses are
     ranked by score / length ** length_penalty (length counts EOS). A hypothesis ends at
-    EOS only when that extension ranks among the ``beam`` best of its step, and a source
-    stops when ``beam`` of its hypotheses have ended (fairseq's rule); a stopped source's
-    rows leave the batch (``runner.keep_sources``), so the step gets cheaper as sources
-    finish.
+    EOS only when that extension ranks among the ``beam`` best of its step (fairseq's
+    rule), and a source stops once ``beam`` hypotheses have ended and no live one could
+    rank above them (``_settled``); a stopped source's rows leave the batch
+    (``runner.keep_sources``), so the step gets cheaper as sources finish.
     """
     k = cfg.beam
     device, vocab = runner.device, runner.vocab_size
@@ -200,20 +200,19 @@ def batch_beam_steps(runner, sources: int, first: int, cfg: SampleConfig, make: 
             at_limit = step + 1 >= limits[src]
             for rank, (total, lp, sc, row, tok) in enumerate(zip(totals_h[j], lps_h[j], scs_h[j], rows_h[j],
                                                                      toks_h[j])):
-                if total == float("-inf") or len(live) == k or len(finished[src]) >= k:
+                if total == float("-inf") or len(live) == k:
                     break
                 row, tok = int(row), int(tok)
                 if tok == end_id:
                     # Only an ending among the k best extensions competes (as in fairseq): one
-                    # ranked below them would fill the finished list with poor hypotheses and
-                    # stop the search before the better live ones end.
+                    # ranked below them would fill the finished list with poor hypotheses.
                     if rank < k:
                         finish(src, row, tok, lp, sc, "end")
                 elif at_limit:
                     finish(src, row, tok, lp, sc, "length")
                 else:
                     live.append((row, tok, lp, sc, total))
-            if not live or at_limit or len(finished[src]) >= k:
+            if not live or at_limit or _settled(finished[src], live[0][4], step + 2, k, cfg.length_penalty):
                 continue  # this source is done
             keep.append(j)
             live += [(live[0][0], live[0][1], live[0][2], live[0][3], float("-inf"))] * (k - len(live))  # dead fillers
@@ -237,6 +236,17 @@ def batch_beam_steps(runner, sources: int, first: int, cfg: SampleConfig, make: 
     for gens in finished:
         gens.sort(key=lambda g: g.score, reverse=True)
     return [gens[: cfg.num_return] for gens in finished]
+
+
+def _settled(finished: list[Generation], best_live: float, length: int, k: int, penalty: float) -> bool:
+    """Whether a source's search can stop: ``k`` hypotheses have ended and the best live
+    one (total ``best_live``, ``length`` tokens if it ended next) would not rank above the
+    k-th of them. Exact without a length penalty (totals only fall as hypotheses grow); with
+    one, the usual estimate (Hugging Face's ``early_stopping=False``)."""
+    if len(finished) < k:
+        return False
+    kth = sorted((g.score for g in finished), reverse=True)[k - 1]
+    return best_live / (length ** penalty if penalty else 1.0) <= kth
 
 
 def text_of_ids(ids: list[int], make: MakeDetokenizer) -> str:

@@ -107,16 +107,21 @@ def split_sources(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[P
 def train_pair_tokenizer(train: list[Pair], source_kind: str, target_kind: str, shared: bool,
                          vocab_size: int | None = None) -> PairTokenizer:
     """Tokenizers trained on the training pairs' sources and targets (one on both when shared)."""
-    src_text = "\n".join(side_text(source_kind, p.source) for p in train)
-    tgt_text = "\n".join(side_text(target_kind, p.target) for p in train)
+    # Lines for the SentencePiece kinds; a char vocabulary gets no newline it never reads.
+    src_text = _joined(source_kind, [side_text(source_kind, p.source) for p in train])
+    tgt_text = _joined(target_kind, [side_text(target_kind, p.target) for p in train])
     if shared:
         if source_kind != target_kind:
             raise ConfigError(f"--shared-vocab needs one tokenizer kind on both sides, not {source_kind} and "
                               f"{target_kind}")
-        tok = train_tokenizer(source_kind, src_text + "\n" + tgt_text, vocab_size)
+        tok = train_tokenizer(source_kind, _joined(source_kind, [src_text, tgt_text]), vocab_size)
         return PairTokenizer(tok, tok)
     sizes = vocab_size if source_kind in SUBWORD_KINDS else None, vocab_size if target_kind in SUBWORD_KINDS else None
     return PairTokenizer(train_tokenizer(source_kind, src_text, sizes[0]), train_tokenizer(target_kind, tgt_text, sizes[1]))
+
+
+def _joined(kind: str, texts: list[str]) -> str:
+    return ("" if kind == "char" else "\n").join(texts)
 
 
 def _encode_pairs(tok: PairTokenizer, pairs: list[Pair], name: str, max_length: int, strict: bool

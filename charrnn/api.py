@@ -159,14 +159,25 @@ class Classifier:
 class Seq2SeqModel:
     """A trained encoder-decoder with its source and target tokenizers."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto", ensemble: list[Checkpoint] = ()):
+        """``ensemble``: more checkpoints with the same tokenizers (e.g. runs with other
+        seeds); decoding then averages the probabilities of all the models."""
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
         self.tokenizer = checkpoint.tokenizer  # a PairTokenizer: .source, .target
         self.source, self.target = self.tokenizer.source, self.tokenizer.target
         self.model = checkpoint.build_model(self.device)
-        state = checkpoint.task_state or {}
-        self.length_ratio = float(state.get("length_ratio", 2.0))
+        self.models = [self.model]
+        ratios = [float((checkpoint.task_state or {}).get("length_ratio", 2.0))]
+        for other in ensemble:
+            if other.task != "seq2seq":
+                raise CheckpointError(f"{other.path}: a {other.task} run cannot join an encoder-decoder ensemble")
+            if not _same_tokenizer(other.tokenizer, self.tokenizer):
+                raise CheckpointError(f"{other.path}: its tokenizers differ from those of {checkpoint.path}: an "
+                                      f"ensemble needs runs on the same data with the same tokenizer options")
+            self.models.append(other.build_model(self.device))
+            ratios.append(float((other.task_state or {}).get("length_ratio", 2.0)))
+        self.length_ratio = max(ratios)
 
     def encode(self, sources: list[str]) -> list[list[int]]:
         """Source ids of each text (an empty source becomes one padding token)."""
@@ -197,7 +208,7 @@ class Seq2SeqModel:
         if not sources:
             return []
         limit = None if config.length is not None else self.limit
-        outs = translate(self.model, self.encode(sources), config, self.target.detokenizer, self.target.banned_ids,
+        outs = translate(self.models, self.encode(sources), config, self.target.detokenizer, self.target.banned_ids,
                          limit=limit, batch_size=batch_size)
         for gens in outs:
             for g in gens:
@@ -244,6 +255,23 @@ class Seq2SeqModel:
 
     def info(self) -> dict[str, Any]:
         return self.checkpoint.summary()
+
+
+def _same_tokenizer(a, b) -> bool:
+    (meta_a, tensors_a), (meta_b, tensors_b) = a.state(), b.state()
+    return meta_a == meta_b and tensors_a.keys() == tensors_b.keys() and all(
+        torch.equal(tensors_a[k], tensors_b[k]) for k in tensors_a)
+
+
+def load_ensemble(paths: list[str | os.PathLike], device: str = "auto", latest: bool = False) -> Seq2SeqModel:
+    """Several encoder-decoder runs (same data and tokenizers, e.g. other seeds) as one
+    model whose decoding averages their probabilities."""
+    if not paths:
+        raise ConfigError("an ensemble needs at least one run")
+    cks = [load_checkpoint(p, latest=latest) for p in paths]
+    if cks[0].task != "seq2seq":
+        raise CheckpointError(f"{cks[0].path}: ensembles are for encoder-decoders (seq2seq), not a {cks[0].task} run")
+    return Seq2SeqModel(cks[0], device=device, ensemble=cks[1:])
 
 
 def load(path: str | os.PathLike, device: str = "auto", latest: bool = False

@@ -302,3 +302,43 @@ def test_bf16_autocast_keeps_logits_in_fp32_and_close_to_fp32():
             half = model(src, torch.tensor([4]), tgt)
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, full, atol=0.05, rtol=0.05)
+
+
+def test_an_ensemble_decodes_with_the_mean_of_the_models_probabilities():
+    from charrnn.decoding.seq2seq import EnsembleStep, Seq2SeqStep
+
+    a, b = make(seed=1), make(seed=2)
+    src, lengths = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2])
+    tokens = torch.tensor([a.config.sos_id] * 2)
+    with torch.no_grad():
+        steps = [Seq2SeqStep(m, *m.encode(src, lengths), group=1) for m in (a, b)]
+        got = EnsembleStep(steps).step(tokens)
+        probs = [torch.softmax(Seq2SeqStep(m, *m.encode(src, lengths), group=1).step(tokens), -1) for m in (a, b)]
+    torch.testing.assert_close(got.exp(), (probs[0] + probs[1]) / 2)
+    # A model with itself decodes as the model alone; two models decode as neither alone.
+    alone = decode(a, SOURCES, beam=3, num_return=3)
+    twice = translate([a, a], SOURCES, SampleConfig(beam=3, num_return=3), _Ids, limit=lambda n: 4)
+    assert [[g.tokens for g in x] for x in alone] == [[g.tokens for g in x] for x in twice]
+    assert [g.logprob for x in alone for g in x] == pytest.approx([g.logprob for x in twice for g in x], abs=1e-5)
+    with pytest.raises(ValueError, match="same source and target"):
+        translate([a, make(tgt_vocab=9)], SOURCES, SampleConfig(greedy=True), _Ids)
+
+
+def test_an_ensemble_of_runs_with_other_tokenizers_is_refused(tmp_path):
+    from charrnn.api import load_ensemble
+    from charrnn.checkpoint import save_checkpoint
+    from charrnn.config import TrainConfig
+    from charrnn.errors import CheckpointError
+    from charrnn.text.char import CharTokenizer
+    from charrnn.text.symbols import PairTokenizer
+
+    paths = []
+    for i, chars in enumerate(("abcdefg", "abcdefh")):
+        tok = CharTokenizer.train(chars)
+        pair = PairTokenizer(tok, CharTokenizer.train("xyzw"))
+        model = make(src_vocab=tok.vocab_size + 1, tgt_vocab=pair.target.vocab_size + 3, seed=i)
+        paths.append(tmp_path / f"r{i}.safetensors")
+        save_checkpoint(paths[-1], model, TrainConfig(), pair, task="seq2seq", task_state={"length_ratio": 1.0})
+    assert len(load_ensemble([paths[0], paths[0]]).models) == 2
+    with pytest.raises(CheckpointError, match="tokenizers differ"):
+        load_ensemble(paths)

@@ -191,3 +191,12 @@ def require_language_model(model: Any, checkpoint: Path, instead: str) -> None:
                            f"decodes sources with it")
     if not isinstance(model, LanguageModel):
         raise CharrnnError(f"{checkpoint}: a classifier, not a language model: {instead}")
+
+
+def load_model(checkpoint, ensemble, device: str, latest: bool):
+    """The model of ``checkpoint``, or with --ensemble runs an encoder-decoder ensemble."""
+    from ..api import load, load_ensemble
+
+    if ensemble:
+        return load_ensemble([checkpoint, *ensemble], device=device, latest=latest)
+    return load(checkpoint, device=device, latest=latest)

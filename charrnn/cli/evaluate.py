@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from ..errors import CharrnnError
 from .app import eval_app
-from .common import (CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt, print_json,
+from .common import (CheckpointArg, load_model, Device, DeviceOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt, print_json,
                      require_language_model, warn)
 
 
@@ -79,6 +80,7 @@ def accuracy(
     text_column: Annotated[Optional[str], typer.Option(help="Column with the text [default: found from common names].", show_default=False)] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Column with the label [default: found from common names].", show_default=False)] = None,
     beam: Annotated[int, typer.Option(min=0, help="Beam width for an encoder-decoder (0: greedy).", rich_help_panel="Sequence to sequence")] = 0,
+    ensemble: Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")] = None,
     length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
@@ -87,10 +89,10 @@ def accuracy(
     """Accuracy, macro-F1, per-label precision, recall, F1 and support, and the confusion
     matrix of a classifier on labelled examples; for an encoder-decoder on source<TAB>target
     pairs, sequence accuracy (any reference), WER, token error rate, BLEU and chrF."""
-    from ..api import Classifier, load
+    from ..api import Classifier
     from ..text.labelled import read_labelled
 
-    model = load(checkpoint, device=device.value, latest=latest)
+    model = load_model(checkpoint, ensemble, device.value, latest)
     if _is_seq2seq(model):
         if text_column is not None or label_column is not None:
             raise CharrnnError("--text-column and --label-column are for classifiers: an encoder-decoder reads "

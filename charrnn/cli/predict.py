@@ -13,7 +13,7 @@ import typer
 
 from ..errors import CharrnnError, ConfigError
 from .app import app
-from .common import CheckpointArg, Device, DeviceOpt, LatestOpt, ReplaceOpt, print_json, quiet_stdout
+from .common import CheckpointArg, Device, DeviceOpt, LatestOpt, ReplaceOpt, load_model, print_json, quiet_stdout
 
 BATCH = 256  # lines per forward pass when the input is not a terminal
 
@@ -67,6 +67,7 @@ def predict(
     device: DeviceOpt = Device.auto,
     replace_invalid: ReplaceOpt = False,
     beam: Annotated[int, typer.Option(min=0, help="Beam width for an encoder-decoder (0: greedy, or sampling with --sample).", rich_help_panel="Sequence to sequence")] = 0,
+    ensemble: Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")] = None,
     n_best: Annotated[int, typer.Option(min=1, help="Print the N best outputs of each source (beam search) or N samples, each followed by its score, tab-separated.", rich_help_panel="Sequence to sequence")] = 1,
     length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
     sample: Annotated[bool, typer.Option("--sample", help="Draw each output from the model's distribution instead of the most likely one.", rich_help_panel="Sequence to sequence")] = False,
@@ -78,9 +79,9 @@ def predict(
 ) -> None:
     """Predict the label of each input line with a classifier, or its output with an
     encoder-decoder: one output line per input line (N lines with --n-best N)."""
-    from ..api import Classifier, Seq2SeqModel, load
+    from ..api import Classifier, Seq2SeqModel
 
-    model = load(checkpoint, device=device.value, latest=latest)
+    model = load_model(checkpoint, ensemble, device.value, latest)
     if isinstance(model, Seq2SeqModel):
         if text_column is not None or top_k != 1:
             raise ConfigError("--text-column and --top-k are for classifiers; an encoder-decoder reads one source per "

@@ -7,6 +7,7 @@ Greedy decoding and sampling run ``sample.sample_steps`` over it, beam search
 ``beam.batch_beam_steps``; every row starts from SOS and ends at EOS or at its source's
 length limit.
 
+``EnsembleStep`` decodes with several models at once (the mean of their probabilities).
 ``translate`` is the entry point: sources as id lists in, for each source its outputs
 (the n best, or the samples) as ``Generation``s, in input order. Sources are decoded in
 batches of similar length (sorted), so little is padded.
@@ -14,7 +15,8 @@ batches of similar length (sorted), so little is padded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -66,6 +68,35 @@ class Seq2SeqStep:
         self.memory = self.memory.select(positions)
 
 
+class EnsembleStep:
+    """Several models' decoders over the same sources as one step: the log of the mean of
+    their next-token probabilities (ensemble decoding, as OpenNMT and fairseq average)."""
+
+    def __init__(self, steps: list[Seq2SeqStep]):
+        self.steps = steps
+        self.device = steps[0].device
+        self.log_n = math.log(len(steps))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.steps[0].vocab_size
+
+    def start(self, state, n: int) -> None:
+        pass
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        logps = [torch.log_softmax(s.step(tokens).float(), dim=-1) for s in self.steps]  # each (R, V)
+        return torch.logsumexp(torch.stack(logps), dim=0) - self.log_n
+
+    def reorder(self, index: torch.Tensor) -> None:
+        for s in self.steps:
+            s.reorder(index)
+
+    def keep_sources(self, positions: torch.Tensor) -> None:
+        for s in self.steps:
+            s.keep_sources(positions)
+
+
 def _repeat(state: State, group: int) -> State:
     if group == 1:
         return state
@@ -80,18 +111,24 @@ def length_limit(source_len: int, ratio: float, extra: int) -> int:
 
 
 @torch.inference_mode()
-def translate(model: Seq2Seq, sources: list[list[int]], cfg: SampleConfig, make: MakeDetokenizer,
+def translate(model: Seq2Seq | Sequence[Seq2Seq], sources: list[list[int]], cfg: SampleConfig, make: MakeDetokenizer,
               banned: Iterable[int] = (), limit: Callable[[int], int] | None = None,
               batch_size: int = EVAL_BATCH, dtype: torch.dtype | None = None) -> list[list[Generation]]:
     """For each source (a non-empty id list) its outputs, in input order: the
     ``cfg.num_return`` best of a beam search (``cfg.beam``), or ``cfg.num_samples``
     samples (greedy when ``cfg.greedy``). ``limit(source_len)`` is the most tokens of an
-    output, EOS not counted (default: ``cfg.max_tokens``)."""
-    was_training = model.training
-    model.eval()
+    output, EOS not counted (default: ``cfg.max_tokens``). Several models (the same
+    vocabularies) decode as an ensemble: the mean of their probabilities."""
+    models = [model] if isinstance(model, Seq2Seq) else list(model)
+    c = models[0].config
+    if any((m.config.src_vocab_size, m.config.tgt_vocab_size) != (c.src_vocab_size, c.tgt_vocab_size)
+           for m in models):
+        raise ValueError("an ensemble needs models of the same source and target vocabularies")
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
     try:
-        device = next(model.parameters()).device
-        c = model.config
+        device = next(models[0].parameters()).device
         banned = sorted(set(banned) | {c.tgt_pad_id, c.sos_id})
         out: list[list[Generation]] = [[] for _ in sources]
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
@@ -103,9 +140,12 @@ def translate(model: Seq2Seq, sources: list[list[int]], cfg: SampleConfig, make:
             src = torch.full((len(seqs), int(lengths.max())), c.src_pad_id, dtype=torch.long)
             for r, s in enumerate(seqs):
                 src[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-            with autocast(device, dtype):
-                memory, state = model.encode(src.to(device), lengths)
-            runner = Seq2SeqStep(model, memory, state, group, dtype)
+            steps = []
+            for m in models:
+                with autocast(device, dtype):
+                    memory, state = m.encode(src.to(device), lengths)
+                steps.append(Seq2SeqStep(m, memory, state, group, dtype))
+            runner = steps[0] if len(steps) == 1 else EnsembleStep(steps)
             limits = [limit(len(s)) if limit is not None else cfg.max_tokens for s in seqs]
             if cfg.beam:
                 results = batch_beam_steps(runner, len(seqs), c.sos_id, cfg, make, banned, c.eos_id, limits)
@@ -123,4 +163,5 @@ def translate(model: Seq2Seq, sources: list[list[int]], cfg: SampleConfig, make:
                 out[i] = res
         return out
     finally:
-        model.train(was_training)
+        for m, mode in zip(models, modes):
+            m.train(mode)

@@ -2,8 +2,8 @@
 test WER per language and the macro average, against the shared task's published baseline.
 
     python benchmarks/g2p_seq2seq.py [--set medium|low] [--langs bul,dut] [--epochs 20]
-        [--jobs 2] [--threads 1] [--train-args "..."] [--ablate bul,dut] [--data DIR]
-        [--out DIR] [--quick]
+        [--jobs 2] [--threads 1] [--train-args "..."] [--ablate bul,dut] [--seeds 3
+        --seed-langs bul] [--data DIR] [--out DIR] [--quick] [--only-ensembles]
 
 For each language L of the set (DIR/SET/L_{train,dev,test}.tsv, phones space-separated):
 
@@ -18,6 +18,10 @@ they hold when --jobs trainings share the machine; wall minutes are given too.
 
 --ablate LANGS trains each of those languages twice more, with --attention none and with
 --no-bidirectional, and reports greedy and beam-5 test WER of each variant.
+
+--seeds N --seed-langs LANGS trains those languages N - 1 more times with --seed 2 .. N
+and reports the test WER of the ensemble of the N runs (`eval accuracy RUN --ensemble
+RUN2 ...`: the mean of their probabilities at each step), greedy and beam 5.
 
 DIR defaults to $CHARRNN_CORPORA/g2p-sigmorphon2021, else ../shared/corpora/... next to
 this checkout. Results go to OUT/results.json (OUT: a temporary directory unless --out)
@@ -76,6 +80,12 @@ def run_child(cmd: list[str], threads: int) -> tuple[str, float, float]:
     return stdout, wall, usage.ru_utime + usage.ru_stime
 
 
+def variant_args(variant: str) -> list[str]:
+    if variant.startswith("seed"):
+        return ["--seed", variant[4:]]
+    return VARIANTS[variant]
+
+
 def one(lang: str, variant: str, args, root: Path, out: Path, log) -> dict:
     charrnn = [sys.executable, "-m", "charrnn"]
     run = out / f"{lang}-{variant}"
@@ -83,7 +93,7 @@ def one(lang: str, variant: str, args, root: Path, out: Path, log) -> dict:
     train = charrnn + ["train", "--task", "seq2seq", str(d / f"{lang}_train.tsv"), "--val-file",
                        str(d / f"{lang}_dev.tsv"), "--target-tokenizer", "space", "--epochs", str(args.epochs),
                        "--threads", str(args.threads), "-o", str(run), "--overwrite", "--quiet", "--json",
-                       *shlex.split(args.train_args), *VARIANTS[variant]]
+                       *shlex.split(args.train_args), *variant_args(variant)]
     summary_text, wall, cpu = run_child(train, args.threads)
     summary = json.loads(summary_text)
     result = {"lang": lang, "variant": variant, "baseline": BASELINE[args.set].get(lang), "train_wall_s": wall,
@@ -111,6 +121,10 @@ def main() -> None:
     p.add_argument("--train-args", default="", help="more options for charrnn train")
     p.add_argument("--ablate", default="", help="comma-separated languages to also train without attention and "
                                                 "with a unidirectional encoder")
+    p.add_argument("--seeds", type=int, default=1, help="runs per --seed-langs language, for an ensemble")
+    p.add_argument("--seed-langs", default="", help="comma-separated languages to train --seeds times")
+    p.add_argument("--only-ensembles", action="store_true", help="train only the extra seeds (the default runs "
+                                                                  "are already in --out) and evaluate the ensembles")
     p.add_argument("--data")
     p.add_argument("--out")
     p.add_argument("--quick", action="store_true")
@@ -124,10 +138,16 @@ def main() -> None:
         sys.exit(f"no data for {', '.join(unknown)} in {root / args.set}")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="g2p-"))
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(lang, "default") for lang in langs]
+    if (out / "results.json").is_file():  # a run adding ensembles to an earlier one keeps its results
+        previous = json.loads((out / "results.json").read_text())
+    else:
+        previous = []
+    seed_langs = list(filter(None, args.seed_langs.split(",")))
+    jobs = [] if args.only_ensembles else [(lang, "default") for lang in langs]
     jobs += [(lang, v) for lang in filter(None, args.ablate.split(",")) for v in VARIANTS if v != "default"]
+    jobs += [(lang, f"seed{i}") for lang in seed_langs for i in range(2, args.seeds + 1)]
     lock = threading.Lock()
-    results: list[dict] = []
+    results: list[dict] = previous
 
     def log(r: dict) -> None:
         with lock:
@@ -141,6 +161,20 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         for f in [pool.submit(one, lang, v, args, root, out, log) for lang, v in jobs]:
             f.result()
+    for lang in seed_langs:
+        runs = [str(out / f"{lang}-default")] + [str(out / f"{lang}-seed{i}") for i in range(2, args.seeds + 1)]
+        ens = {"lang": lang, "variant": f"ensemble of {args.seeds}", "baseline": BASELINE[args.set].get(lang)}
+        for beam in (0, 5):
+            cmd = [sys.executable, "-m", "charrnn", "eval", "accuracy", runs[0],
+                   str(root / args.set / f"{lang}_test.tsv"), "--json", "--beam", str(beam)]
+            for r in runs[1:]:
+                cmd += ["--ensemble", r]
+            rep = json.loads(run_child(cmd, args.threads)[0])
+            ens[f"wer_beam{beam}"], ens[f"ter_beam{beam}"] = rep["wer"], rep["ter"]
+        results.append(ens)
+        print(f"{lang:>9} {ens['variant']:<14} WER greedy {ens['wer_beam0']:6.2f} beam5 {ens['wer_beam5']:6.2f} "
+              f"(baseline {ens['baseline']})", flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
     default = sorted((r for r in results if r["variant"] == "default"), key=lambda r: r["lang"])
     print(f"\n{'language':>9} {'baseline':>8} {'greedy':>7} {'beam 5':>7} {'CPU min':>8}")
     for r in default:

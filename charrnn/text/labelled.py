@@ -338,6 +338,29 @@ def padded(seqs: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.
     return ids, lengths
 
 
+def bucketed_plan(lengths: list, batch_size: int, key: str, bucket: bool = True) -> list[list[int]]:
+    """The item indices of every batch of one epoch: a shuffle, then (``bucket``) chunks of
+    ``BUCKET_BATCHES`` batches sorted by ``lengths`` and cut into batches, which are
+    shuffled again (otherwise every chunk would run from short to long batches).
+
+    The generator is seeded with the string ``key`` (hashed, e.g. "name:seed:epoch"),
+    never global RNG state: that is what makes resume exact, and (seed, epoch + 1) and
+    (seed + 1, epoch) do not share an order as seed + epoch would."""
+    rng = random.Random(key)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if not bucket:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    chunk = batch_size * BUCKET_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        # Stable sort: equal lengths keep their shuffled order.
+        part = sorted(order[start : start + chunk], key=lengths.__getitem__)
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
 class LabelledBatches:
     """Shuffled, optionally length-bucketed batches of labelled token sequences.
 
@@ -377,24 +400,7 @@ class LabelledBatches:
         return self._plan
 
     def _build_plan(self, epoch: int) -> list[list[int]]:
-        # A fresh generator from (seed, epoch) and never global RNG state: that is what
-        # makes resume exact. A string seed is hashed (SHA-512), so (seed, epoch + 1) and
-        # (seed + 1, epoch) do not share an order as seed + epoch would.
-        rng = random.Random(f"labelled-batches:{self.seed}:{epoch}")
-        order = list(range(len(self.ids)))
-        rng.shuffle(order)
-        size = self.batch_size
-        if not self.bucket:
-            return [order[i : i + size] for i in range(0, len(order), size)]
-        chunk = size * BUCKET_BATCHES
-        batches: list[list[int]] = []
-        for start in range(0, len(order), chunk):
-            # Stable sort: equal lengths keep their shuffled order.
-            part = sorted(order[start : start + chunk], key=self.lengths.__getitem__)
-            batches.extend(part[i : i + size] for i in range(0, len(part), size))
-        # Otherwise every chunk would run from short to long batches.
-        rng.shuffle(batches)
-        return batches
+        return bucketed_plan(self.lengths, self.batch_size, f"labelled-batches:{self.seed}:{epoch}", self.bucket)
 
     def batch(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batch ``index`` of ``epoch``: ids (N, T) padded with pad_id, lengths (N,), labels (N,)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 
 from ..errors import CorpusError
 from .io import STDIN, decode_utf8, open_binary
-from .labelled import BUCKET_BATCHES, padded
+from .labelled import bucketed_plan, padded
 
 BOM = "\ufeff"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -185,23 +184,7 @@ class PairBatches:
         return self._plan
 
     def _build_plan(self, epoch: int) -> list[list[int]]:
-        # A fresh generator from (seed, epoch), never global RNG state: that makes resume
-        # exact. The string seed is hashed, so (seed, epoch + 1) and (seed + 1, epoch) differ.
-        rng = random.Random(f"pair-batches:{self.seed}:{epoch}")
-        order = list(range(len(self.src_ids)))
-        rng.shuffle(order)
-        size = self.batch_size
-        if not self.bucket:
-            return [order[i : i + size] for i in range(0, len(order), size)]
-        chunk = size * BUCKET_BATCHES
-        batches: list[list[int]] = []
-        for start in range(0, len(order), chunk):
-            # Stable sort: equal lengths keep their shuffled order.
-            part = sorted(order[start : start + chunk], key=self.lengths.__getitem__)
-            batches.extend(part[i : i + size] for i in range(0, len(part), size))
-        # Otherwise every chunk would run from short to long batches.
-        rng.shuffle(batches)
-        return batches
+        return bucketed_plan(self.lengths, self.batch_size, f"pair-batches:{self.seed}:{epoch}", self.bucket)
 
     def batch(self, epoch: int, index: int) -> Batch:
         """Batch ``index`` of ``epoch``: src (N, S) padded with src_pad, src_len (N,),

@@ -1,6 +1,8 @@
-"""charrnn: train recurrent networks on your own sequences: language models, classifiers.
+"""charrnn: train recurrent networks on your own sequences: language models, classifiers,
+encoder-decoders, taggers.
 
-``charrnn.load(path)`` returns a ``LanguageModel`` or a ``Classifier`` (see ``charrnn.api``). Submodules are
+``charrnn.load(path)`` returns a ``LanguageModel``, a ``Classifier``, a ``Seq2SeqModel``, a
+``SequenceTagger`` or a ``ConditionalModel`` (see ``charrnn.api``). Submodules are
 imported on first use so that ``charrnn --help`` does not wait for torch.
 """
 
@@ -12,7 +14,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load", "LanguageModel", "Classifier"):
+    if name in ("load", "load_ensemble", "LanguageModel", "Classifier", "Seq2SeqModel", "SequenceTagger", "ConditionalModel"):
         from . import api
 
         return getattr(api, name)

@@ -11,6 +11,12 @@
     g2p = charrnn.load("checkpoints/g2p")                     # an encoder-decoder
     print(g2p.predict(["абажура"], beam=5, n_best=2))          # [[("a b ə ʒ u ɾ ə", -0.01), ...]]
 
+    pos = charrnn.load("checkpoints/pos")                     # a tagger
+    print(pos.predict([["The", "cat", "sat"]]))               # [[("DET", 0.99), ("NOUN", 0.98), ...]]
+
+    names = charrnn.load("checkpoints/surnames")              # a label-conditioned generator
+    print([g.text for g in names.sample("Russian", n=5, temperature=0.8)])
+
 The command line uses exactly these calls.
 """
 
@@ -32,6 +38,7 @@ from .tasks.metrics import ClassificationReport, report
 from .tasks.perplexity import EvalResult, evaluate, scored_chars
 from .tasks.seq2seq import encode_side, output_text, teacher_forced_nll
 from .tasks.seq2seq_metrics import Seq2SeqReport, seq2seq_report
+from .tasks.tag_metrics import TagReport
 
 
 class LanguageModel:
@@ -156,6 +163,55 @@ class Classifier:
         return self.checkpoint.summary()
 
 
+class SequenceTagger:
+    """A trained tagger with its words, characters and tags."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+        from .tasks.tag import TagVocab
+
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        try:
+            self.vocab = TagVocab.from_state(checkpoint.task_state or {}, checkpoint.tokenizer)
+        except CorpusError as e:
+            raise CheckpointError(f"{checkpoint.path}: {e}") from None
+        self.tags = self.vocab.tags
+        self.model = checkpoint.build_model(self.device)
+        if len(self.tags) != self.model.config.num_tags:
+            raise CheckpointError(f"{checkpoint.path}: the tag list does not match the model")
+
+    def unseen(self, tokens: list[str]) -> list[bool]:
+        """Whether each token is unseen in training (its lower-cased form never occurred)."""
+        return [w == 0 for w in self.vocab.word_ids(tokens)]
+
+    def predict(self, sentences: list[list[str]], batch_size: int = 128) -> list[list[tuple[str, float]]]:
+        """For each sentence (a list of tokens), each token's tag and its probability (with
+        a CRF: the Viterbi path, each tag with its posterior marginal). An empty sentence
+        gets an empty list."""
+        from .tasks.tag import encode_sentences, tag_encoded
+
+        full = [i for i, s in enumerate(sentences) if s]
+        out: list[list[tuple[str, float]]] = [[] for _ in sentences]
+        if not full:
+            return out
+        preds, probs, _ = tag_encoded(self.model, encode_sentences(self.vocab, [sentences[i] for i in full]),
+                                      self.device, batch_size=batch_size)
+        for i, p, q in zip(full, preds, probs):
+            out[i] = [(self.tags[t], pr) for t, pr in zip(p, q)]
+        return out
+
+    def evaluate(self, tokens: list[list[str]], gold: list[list[str]], batch_size: int = 128) -> TagReport:
+        """Token, unseen-token and sentence accuracy, per-tag precision/recall/F1 and, for
+        BIO/IOB tag sets, span precision/recall/F1 (the CoNLL convention)."""
+        from .tasks.tag_metrics import tag_report
+
+        predicted = [[t for t, _ in sent] for sent in self.predict(tokens, batch_size)]
+        return tag_report(gold, predicted, [self.unseen(s) for s in tokens], self.tags)
+
+    def info(self) -> dict[str, Any]:
+        return self.checkpoint.summary()
+
+
 class Seq2SeqModel:
     """A trained encoder-decoder with its source and target tokenizers."""
 
@@ -257,6 +313,117 @@ class Seq2SeqModel:
         return self.checkpoint.summary()
 
 
+class ConditionalModel:
+    """A trained label-conditioned generator with its tokenizer and labels.
+
+        names = charrnn.load("checkpoints/surnames")
+        names.sample("Russian", n=10, temperature=0.8, novel=True)   # Generations
+        names.perplexity(["Ivanov"], ["Russian"]).bpc
+    """
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.tokenizer = checkpoint.tokenizer
+        state = checkpoint.task_state or {}
+        self.labels: list[str] = list(state.get("labels", []))
+        self.model = checkpoint.build_model(self.device)
+        if len(self.labels) != self.model.config.num_labels:
+            raise CheckpointError(f"{checkpoint.path}: the label list does not match the model")
+        self.longest = int(state.get("longest", 50))
+        hashes = checkpoint.task_tensors.get("train_hashes")
+        self._known: set[int] | None = None if hashes is None else set(hashes.tolist())
+
+    def label_id(self, label: str) -> int:
+        if label not in self.labels:
+            raise ConfigError(f"unknown label {label!r}; the labels are: {', '.join(self.labels)}")
+        return self.labels.index(label)
+
+    @property
+    def default_limit(self) -> int:
+        """The most tokens of an output when no length is given: twice the longest training
+        sequence and 10 more (an output normally ends at EOS long before)."""
+        return 2 * self.longest + 10
+
+    def _prime_ids(self, prime: str) -> list[int]:
+        from .tasks.classify import as_example_text
+
+        return self.tokenizer.encode(as_example_text(self.tokenizer.kind, prime)).tolist() if prime else []
+
+    def count_unknown(self, text: str) -> int:
+        unk = self.tokenizer.unk_id
+        return 0 if unk is None or not text else self._prime_ids(text).count(unk)
+
+    def is_novel(self, text: str) -> bool:
+        """Whether ``text`` is none of the texts the model was trained (and validated) on."""
+        from .tasks.conditional import text_hash
+
+        if self._known is None:
+            raise CheckpointError(f"{self.checkpoint.path}: holds no record of its training texts")
+        return text_hash(text) not in self._known
+
+    def draw(self, label: str, n: int | None = None, prime: str = "", unique: bool = False, novel: bool = False,
+             config: SampleConfig | None = None, max_draws: int | None = None, **options: Any):
+        """Like ``sample``, with what the draw cost: a ``decoding.conditional.Draw``
+        (generations, draws, complete: False when ``max_draws`` ran out first)."""
+        from .decoding.conditional import draw
+        from .tasks.seq2seq import output_text
+
+        config = config or SampleConfig(**options)
+        if n is None:
+            n = config.num_return if config.beam else config.num_samples
+        index = self.label_id(label)
+        prime_ids = self._prime_ids(prime)
+        kind = self.tokenizer.kind
+        accept = None
+        if novel:
+            accept = lambda text: self.is_novel(prime + (text if prime else output_text(kind, text)))  # noqa: E731
+        banned = [*self.tokenizer.banned_ids]
+        result = draw(self.model, index, config, self.tokenizer.detokenizer, n, banned, prime_ids,
+                      config.length if config.length is not None else self.default_limit, unique, accept, max_draws)
+        if not prime:
+            for g in result.generations:
+                g.text = output_text(kind, g.text)
+        return result
+
+    def sample(self, label: str, n: int | None = None, prime: str = "", unique: bool = False, novel: bool = False,
+               config: SampleConfig | None = None, **options: Any) -> list[Generation]:
+        """``n`` new sequences of ``label`` (default: ``num_samples``, or ``num_return`` with
+        a beam), each continuing ``prime`` (not included in the text) and ending at EOS or
+        the length limit. Options are SampleConfig fields (temperature, top_k, top_p,
+        min_p, repetition_penalty, no_repeat_ngram, seed, greedy, beam, length_penalty,
+        length, max_chars). ``unique``: no two alike; ``novel``: none a copy of a training
+        text; both draw more until ``n`` are found (at most 20 n draws): fewer may come back."""
+        return self.draw(label, n, prime, unique, novel, config, **options).generations
+
+    def generate(self, label: str, prime: str = "", **options: Any) -> str:
+        """One sequence of ``label``: the text after ``prime``."""
+        return self.sample(label, 1, prime, **options)[0].text
+
+    def perplexity(self, texts: list[str], labels: list[str], batch_size: int = 256) -> EvalResult:
+        """Loss per token (EOS included), perplexity and bits per character (an example's
+        characters and one for its end) of ``texts`` under their ``labels``; targets the
+        tokenizer does not know are not scored (counted in ``unknown``)."""
+        from .tasks.classify import encode_texts
+        from .tasks.conditional import sequence_nll
+
+        unknown_labels = sorted({lab for lab in labels if lab not in self.labels})
+        if unknown_labels:
+            raise CorpusError(f"label(s) the model was not trained on: {', '.join(map(repr, unknown_labels))}; "
+                              f"the labels are: {', '.join(self.labels)}")
+        c = self.model.config
+        seqs = [[c.sos_id, *ids, c.eos_id] for ids in encode_texts(self.tokenizer, texts)]
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        tok = self.tokenizer
+        nll, tokens, unknown = sequence_nll(self.model, seqs, [index[lab] for lab in labels], self.device,
+                                            skip_id=tok.unk_id, batch_size=batch_size)
+        chars = sum(len(t) + 1 for t in texts) - (unknown if tok.kind == "char" else 0)
+        return EvalResult(nll, tokens, chars, unknown)
+
+    def info(self) -> dict[str, Any]:
+        return self.checkpoint.summary()
+
+
 def _same_tokenizer(a, b) -> bool:
     (meta_a, tensors_a), (meta_b, tensors_b) = a.state(), b.state()
     return meta_a == meta_b and tensors_a.keys() == tensors_b.keys() and all(
@@ -275,13 +442,18 @@ def load_ensemble(paths: list[str | os.PathLike], device: str = "auto", latest: 
 
 
 def load(path: str | os.PathLike, device: str = "auto", latest: bool = False
-         ) -> LanguageModel | Classifier | Seq2SeqModel:
+         ) -> LanguageModel | Classifier | Seq2SeqModel | SequenceTagger | ConditionalModel:
     """Load a run directory (its best checkpoint, or latest) or a checkpoint file: a
-    ``LanguageModel``, a ``Classifier`` or a ``Seq2SeqModel``, by the task that trained it."""
+    ``LanguageModel``, ``Classifier``, ``Seq2SeqModel``, ``SequenceTagger`` or
+    ``ConditionalModel``, by the task that trained it."""
     ck = load_checkpoint(path, latest=latest)
     if ck.task == "classify":
         return Classifier(ck, device=device)
     if ck.task == "seq2seq":
         return Seq2SeqModel(ck, device=device)
+    if ck.task == "conditional":
+        return ConditionalModel(ck, device=device)
+    if ck.task == "tag":
+        return SequenceTagger(ck, device=device)
     return LanguageModel(ck, device=device)
 

@@ -60,6 +60,7 @@ class Checkpoint:
     task: str = "lm"  # the task that trained it ("lm" for checkpoints from before tasks existed)
     model_kind: str = "lm"  # models.MODEL_KINDS key
     task_state: dict[str, Any] | None = None  # the task's own JSON (a classifier's labels)
+    task_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # the task's own tensors (``task.*``)
 
     @property
     def params(self) -> int:
@@ -131,6 +132,11 @@ def save_checkpoint(
     if sizing is not None:
         metadata["sizing"] = json.dumps(sizing)
     if task_state is not None:
+        # Tensor values (a conditioned generator's hashes of its training texts) are stored
+        # as tensors under ``task.*``, the rest as JSON.
+        tensors.update({f"task.{k}": v.detach().to("cpu", copy=True).contiguous()
+                        for k, v in task_state.items() if isinstance(v, torch.Tensor)})
+        task_state = {k: v for k, v in task_state.items() if not isinstance(v, torch.Tensor)}
         metadata["task_state"] = json.dumps(task_state, ensure_ascii=False)
     if resume is not None:
         meta, extra = resume
@@ -168,7 +174,7 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
     With ``resume``, also the training state; a checkpoint without one is an error.
     """
     p = resolve_checkpoint(path, latest)
-    wanted = ("model.", "tokenizer.", "resume.") if resume else ("model.", "tokenizer.")
+    wanted = ("model.", "tokenizer.", "task.", "resume.") if resume else ("model.", "tokenizer.", "task.")
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
@@ -218,8 +224,9 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
         raise CheckpointError(f"{p}: holds weights only, no training state to resume from")
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     resume_tensors = {k[len("resume."):]: v for k, v in tensors.items() if k.startswith("resume.")}
+    task_tensors = {k[len("task."):]: v for k, v in tensors.items() if k.startswith("task.")}
     return Checkpoint(model_config, train_config, tokenizer, weights, step, metrics, p, resume_meta, resume_tensors,
-                      sizing, task, kind, task_state)
+                      sizing, task, kind, task_state, task_tensors)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

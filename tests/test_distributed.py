@@ -341,3 +341,37 @@ def test_two_processes_train_an_encoder_decoder_as_one_with_the_global_batch(tmp
             for run in ("one", "two")]
     assert [s for s, _ in logs[0]] == [s for s, _ in logs[1]] == [3, 6]
     assert [x for _, x in logs[0]] == pytest.approx([x for _, x in logs[1]], abs=1e-6)
+
+
+def test_two_processes_train_a_tagger_as_one_with_the_global_batch(tmp_path):
+    """Tagging under DDP (with a CRF, whose parameters are read outside the model's
+    forward): each process takes its rows of every global batch (8 sentences, 4 each, of
+    different lengths) and scales its summed loss by the whole batch's token count."""
+    import random
+
+    rng = random.Random(3)
+    blocks = []
+    for _ in range(40):
+        words = ["".join(rng.choice("abcd") for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 6))]
+        blocks.append("".join(f"{w}\t{'B-X' if w[0] in 'ab' else 'O'}\n" for w in words))
+    data = tmp_path / "tags.tsv"
+    data.write_text("\n".join(blocks), encoding="utf-8")
+    args = ["--task", "tag", data, "--crf", "--hidden-size", "8", "--embedding-dim", "6", "--char-hidden-size", "4",
+            "--char-embedding-dim", "3", "--dropout", "0", "--word-dropout", "0", "--batch-size", "8", "--precision",
+            "fp32", "--quiet", "--eval-interval", "1000", "--device", "cpu", "--max-steps", "6", "--log-interval", "3",
+            "--val-fraction", "0.2", "--warmup-steps", "0", "--lr", "0.01"]
+    charrnn("train", *args, "--out", tmp_path / "one", "--threads", "1")
+    charrnn("train", *args, "--out", tmp_path / "two", "--nproc", "2")
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert max_diff(one, two) < TOL
+    from charrnn.models.tagger import Tagger
+
+    ck = load_checkpoint(tmp_path / "one")
+    torch.manual_seed(ck.train_config.seed)
+    init = Tagger(ck.model_config).state_dict()
+    assert max_diff(one, {f"model.{k}": v for k, v in init.items()}) > 1000 * TOL
+    assert any(k.startswith("model.crf.") for k in one)
+    logs = [[(r["step"], r["train_loss"]) for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["event"] == "train"]
+            for run in ("one", "two")]
+    assert [s for s, _ in logs[0]] == [s for s, _ in logs[1]] == [3, 6]
+    assert [x for _, x in logs[0]] == pytest.approx([x for _, x in logs[1]], abs=1e-6)

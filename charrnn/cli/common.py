@@ -14,7 +14,7 @@ import typer
 
 from ..config import DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharrnnError, ConfigError
-from ..config import ClassifierConfig, Seq2SeqConfig
+from ..config import ClassifierConfig, Seq2SeqConfig, TaggerConfig
 from .app import err
 
 try:  # typer >= 0.22 carries its own copy of click
@@ -23,6 +23,7 @@ except ImportError:  # older typer runs on click itself
     from click.core import ParameterSource  # type: ignore[no-redef]
 
 _M, _T, _S, _C, _Q = ModelConfig(), TrainConfig(), SampleConfig(), ClassifierConfig(), Seq2SeqConfig()
+_G = TaggerConfig()
 
 
 class Cell(str, Enum):
@@ -35,6 +36,8 @@ class TaskKind(str, Enum):
     lm = "lm"
     classify = "classify"
     seq2seq = "seq2seq"
+    tag = "tag"
+    conditional = "conditional"
 
 
 class Attention(str, Enum):
@@ -184,8 +187,11 @@ def write_product(text: str) -> None:
 def require_language_model(model: Any, checkpoint: Path, instead: str) -> None:
     """Refuse a classifier or an encoder-decoder where a language model is needed, saying
     what to use instead."""
-    from ..api import LanguageModel, Seq2SeqModel
+    from ..api import LanguageModel, Seq2SeqModel, SequenceTagger
 
+    if isinstance(model, SequenceTagger):
+        raise CharrnnError(f"{checkpoint}: a tagger, not a language model: 'charrnn predict' tags sentences with it "
+                           f"and 'charrnn eval accuracy' measures it")
     if isinstance(model, Seq2SeqModel):
         raise CharrnnError(f"{checkpoint}: an encoder-decoder (seq2seq), not a language model: 'charrnn predict' "
                            f"decodes sources with it")

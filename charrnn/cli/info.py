@@ -26,7 +26,8 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
     table.add_column()
     table.add_row("checkpoint", str(ck.path))
     table.add_row("task", {"lm": "language model", "classify": "classifier",
-                           "seq2seq": "sequence to sequence (encoder-decoder)"}.get(ck.task, ck.task))
+                           "seq2seq": "sequence to sequence (encoder-decoder)", "tag": "tagger (a tag per token)",
+                           "conditional": "generator conditioned on a label"}.get(ck.task, ck.task))
     table.add_row("model", _model_line(ck.task, m))
     table.add_row("parameters", f"{params:,}")
     if ck.task == "seq2seq":
@@ -34,6 +35,9 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
         shared = " (shared vocabulary)" if tok.shared else ""
         table.add_row("source tokens", f"{tok.source.kind}, {tok.source.vocab_size} tokens{shared}")
         table.add_row("target tokens", f"{tok.target.kind}, {tok.target.vocab_size} tokens (+ padding, SOS, EOS)")
+    elif ck.task == "tag":
+        words = len((ck.task_state or {}).get("words", []))
+        table.add_row("vocabulary", f"{words:,} words (lower-cased), {ck.tokenizer.vocab_size} characters")
     else:
         table.add_row("tokenizer", f"{ck.tokenizer.kind}, {ck.tokenizer.vocab_size} tokens")
     table.add_row("step", f"{ck.step:,}" + (f" (epoch {mt['epoch']:.2f})" if "epoch" in mt else ""))
@@ -43,7 +47,11 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
         table.add_row("val bpc", f"{mt['val_bpc']:.4f} (loss {mt['val_loss']:.4f} nats)")
     if "best_val_bpc" in mt:
         table.add_row("best val bpc", f"{mt['best_val_bpc']:.4f} at step {mt.get('best_step', '?')}")
-    if "val_accuracy" in mt and "val_ter" in mt:
+    if "val_accuracy" in mt and "val_unseen_accuracy" in mt:
+        unseen = mt["val_unseen_accuracy"]
+        table.add_row("val accuracy", f"{mt['val_accuracy']:.4f} (tokens; unseen words "
+                      f"{'-' if unseen is None or unseen != unseen else f'{unseen:.4f}'}, loss {mt['val_loss']:.4f} nats)")
+    elif "val_accuracy" in mt and "val_ter" in mt:
         table.add_row("val accuracy", f"{mt['val_accuracy']:.4f} (greedy exact match; token error rate "
                       f"{mt['val_ter']:.2f}%, loss {mt['val_loss']:.4f} nats)")
     elif "val_accuracy" in mt:
@@ -56,6 +64,9 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
         counts = state.get("label_counts", {})
         table.add_row("labels", ", ".join(f"{lab} ({counts[lab]:,})" if lab in counts else lab for lab in state["labels"])
                       + "  (training examples)")
+    if ck.task == "tag" and "tags" in state:
+        column = state.get("tag_column") or "the default column"
+        table.add_row("tags", f"{', '.join(state['tags'])}  ({column})")
     if state.get("embeddings"):
         e = state["embeddings"]
         table.add_row("embeddings", f"{e['file']}: {e['found']:,} of {e['vocab']:,} tokens found"
@@ -74,6 +85,16 @@ def _model_line(task: str, m) -> str:
         inp = "one-hot input" if m.one_hot else f"embedding {m.embedding_dim}"
         return (f"{m.layers}x{m.hidden_size} {'bidirectional ' if m.bidirectional else ''}{m.cell.upper()}, {inp}, "
                 f"{m.pool} pooling, dropout {m.dropout}, {m.num_labels} labels")
+    if task == "conditional":
+        return (f"{m.layers}x{m.hidden_size} {m.cell.upper()}, embedding {m.embedding_dim}, label embedding "
+                f"{m.label_dim}" + (" (also the initial state)" if m.label_init else "") + f" for {m.num_labels} "
+                f"labels, dropout {m.dropout}" + (", tied weights" if m.tie_weights else ""))
+    if task == "tag":
+        chars = (f"character encoder 2x{m.char_hidden_size} (embedding {m.char_embedding_dim})" if m.char_hidden_size
+                 else "no character encoder")
+        return (f"{m.layers}x{m.hidden_size} {'bidirectional ' if m.bidirectional else ''}{m.cell.upper()}, word "
+                f"embedding {m.embedding_dim}, {chars}, dropout {m.dropout}, "
+                f"{'CRF' if m.crf else 'softmax'} over {m.num_tags} tags")
     if task == "seq2seq":
         enc = f"{'bidirectional ' if m.bidirectional else ''}{m.layers}x{m.hidden_size} {m.cell.upper()}"
         att = "no attention" if m.attention == "none" else (

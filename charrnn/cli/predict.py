@@ -4,6 +4,7 @@ output, streamed in input order."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,7 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Print the K most likely labels, each followed by its probability, tab-separated.")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines per forward pass (a terminal is answered line by line).")] = BATCH,
     text_column: Annotated[Optional[str], typer.Option(help="Column with the text in a TSV/CSV input [default: found from common names].", show_default=False)] = None,
+    tag_column: Annotated[Optional[str], typer.Option(help="A tagger's CoNLL input: the column to fill in [default: the one it was trained on].", show_default=False, rich_help_panel="Tagging")] = None,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
     replace_invalid: ReplaceOpt = False,
@@ -78,10 +80,25 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input line: the text, the label and its probability, and the top-k (an encoder-decoder: the source and its outputs with scores).", rich_help_panel="Output")] = False,
 ) -> None:
     """Predict the label of each input line with a classifier, or its output with an
-    encoder-decoder: one output line per input line (N lines with --n-best N)."""
-    from ..api import Classifier, Seq2SeqModel
+    encoder-decoder: one output line per input line (N lines with --n-best N); with a tagger,
+    the tags of each sentence (one per line, tokens separated by spaces), or a CoNLL file
+    given back with its tag column filled in."""
+    from ..api import Classifier, Seq2SeqModel, SequenceTagger
 
     model = load_model(checkpoint, ensemble, device.value, latest)
+    from ..api import ConditionalModel
+
+    if isinstance(model, ConditionalModel):
+        raise CharrnnError(f"{checkpoint}: a label-conditioned generator: 'charrnn sample {checkpoint} --label LABEL' "
+                           f"generates sequences of a label with it")
+    if isinstance(model, SequenceTagger):
+        if text_column is not None or top_k != 1:
+            raise ConfigError("--text-column and --top-k are for classifiers; a tagger reads one sentence per line "
+                              "(or CoNLL) and gives each token its tag")
+        _predict_tags(model, file, replace_invalid, batch_size, json_out, tag_column)
+        return
+    if tag_column is not None:
+        raise ConfigError("--tag-column is for taggers (--task tag)")
     if isinstance(model, Seq2SeqModel):
         if text_column is not None or top_k != 1:
             raise ConfigError("--text-column and --top-k are for classifiers; an encoder-decoder reads one source per "
@@ -144,3 +161,59 @@ def _predict_seq2seq(model, file: str, replace_invalid: bool, batch_size: int, j
         from .common import warn
 
         warn(f"{unknown:,} source token(s) never seen in training were read as unknown")
+
+
+def _predict_tags(model, file: str, replace_invalid: bool, batch_size: int, json_out: bool, tag_column) -> None:
+    from ..text.io import open_binary
+    from ..text.tagged import is_conll, read_blocks
+
+    if file == "-":
+        if sys.stdin is None:
+            raise CharrnnError("standard input is closed: nothing to read from '-'")
+        stream, name = sys.stdin.buffer, "<stdin>"
+    else:
+        stream, name = open_binary(file), file
+    interactive = file == "-" and sys.stdin.isatty()
+    size = 1 if interactive else batch_size
+    column = tag_column or (model.checkpoint.task_state or {}).get("tag_column")
+    lines = iter(stream)
+    first = next(lines, b"")
+    lines = itertools.chain([first], lines) if first else iter(())
+    out = sys.stdout
+    try:
+        with stream if file != "-" else contextlib.nullcontext():
+            if first and is_conll(first.decode("utf-8", "replace"), name):
+                for chunk in _chunks(read_blocks(lines, name, column, replace_invalid), size):
+                    tagged = model.predict([b.tokens for b in chunk], size)
+                    for block, tags in zip(chunk, tagged):
+                        if json_out:
+                            _tag_json(block.tokens, tags)
+                        else:
+                            out.write(block.write([t for t, _ in tags]))
+                    out.flush()
+                return
+            for chunk in _chunks(_plain_sentences(lines, name, replace_invalid), size):
+                for tokens, tags in zip(chunk, model.predict(chunk, size)):
+                    if json_out:
+                        _tag_json(tokens, tags)
+                    else:
+                        out.write(" ".join(t for t, _ in tags) + "\n")
+                out.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+
+
+def _tag_json(tokens: list[str], tags: list[tuple[str, float]]) -> None:
+    print_json({"tokens": tokens, "tags": [t for t, _ in tags], "probabilities": [p for _, p in tags]})
+
+
+def _plain_sentences(lines: Iterator[bytes], name: str, replace_invalid: bool) -> Iterator[list[str]]:
+    """One sentence per line, tokens separated by whitespace (an empty line: no tokens)."""
+    from ..text.io import decode_utf8
+
+    offset = 0
+    for raw in lines:
+        text = decode_utf8(raw, name, replace_invalid, offset)
+        offset += len(raw)
+        yield text.split()
+

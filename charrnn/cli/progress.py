@@ -27,7 +27,7 @@ def _count(x: float) -> str:
 
 _SHORT = {"val_bpc": "bpc", "val_accuracy": "acc"}  # the headline figure's unit on the bar
 _NAMES = {"val_loss": "val loss", "val_bpc": "val bpc", "val_accuracy": "val accuracy", "val_macro_f1": "macro-F1",
-          "val_ter": "token error rate %"}
+          "val_ter": "token error rate %", "val_unseen_accuracy": "unseen words"}
 
 
 def _rate(d: dict) -> str:
@@ -90,11 +90,21 @@ class TrainingDisplay:
                 vocab = f"{d['source_tokenizer']} {d['source_vocab']} -> {d['target_tokenizer']} {d['target_vocab']}"
                 data = (f"vocabularies {vocab}{' (shared)' if d['shared_vocab'] else ''}; {d['train_pairs']:,} "
                         f"training and {d['val_pairs']:,} validation pairs")
+            elif d.get("task") == "conditional":
+                what = f"{m['cell'].upper()} generator conditioned on {len(d['labels'])} labels"
+                data = (f"{d['train_examples']:,} training and {d['val_examples']:,} validation examples "
+                        f"({d['train_tokens']:,} and {d['val_tokens']:,} tokens)")
+            elif d.get("task") == "tag":
+                chars = f"a {m['char_hidden_size']}-unit character encoder" if m["char_hidden_size"] else "no character encoder"
+                what = (f"{'bidirectional ' if m['bidirectional'] else ''}{m['cell'].upper()} tagger ({chars}, "
+                        f"{'CRF' if m['crf'] else 'softmax'} over {len(d['tags'])} tags)")
+                data = (f"{d['words']:,} words; {d['train_sentences']:,} training and {d['val_sentences']:,} validation "
+                        f"sentences ({d['train_tokens']:,} and {d['val_tokens']:,} tokens)")
             else:
                 what, data = m["cell"].upper(), f"{d['train_tokens']:,} training and {d['val_tokens']:,} validation tokens"
             self._log(
                 f"charrnn: {m['layers']}x{m['hidden_size']} {what}, {d['params']:,} parameters, "
-                + (f"vocabulary {d['vocab_size']}, " if d.get("task") != "seq2seq" else "")
+                + (f"vocabulary {d['vocab_size']}, " if "vocab_size" in d else "")
                 + f"on {d['device']} ({d['precision']})"
                 f"{' x %d processes' % d['processes'] if d.get('processes', 1) > 1 else ''}; "
                 f"{data}; "
@@ -154,6 +164,11 @@ class TrainingDisplay:
             elif d.get("task") == "seq2seq":
                 best = f"best val accuracy {d['val_accuracy']:.4f} (token error rate {d['val_ter']:.2f}%)"
                 rate = f"{d['train_pairs_per_sec']:,.0f} pairs/s"
+            elif d.get("task") == "tag":
+                unseen = d.get("val_unseen_accuracy")
+                best = (f"best val accuracy {d['val_accuracy']:.4f}"
+                        + (f" (unseen words {unseen:.4f})" if unseen is not None and unseen == unseen else ""))
+                rate = f"{d['train_tokens_per_sec']:,.0f} tokens/s"
             else:
                 best, rate = f"best val bpc {d['val_bpc']:.4f}", f"{d['train_tokens_per_sec']:,.0f} tokens/s"
             self._log(f"done: {event.step:,} steps in {_duration(event.elapsed)}, {best} (step {d['best_step']:,}), "

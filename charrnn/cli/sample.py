@@ -46,7 +46,7 @@ def sample(
     min_p: Annotated[Optional[float], typer.Option(help="Drop tokens less likely than min-p times the most likely one, in [0, 1].", rich_help_panel="Sampling")] = _S.min_p,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text (sample i of a batch uses seed + i).", rich_help_panel="Sampling")] = _S.seed,
     num_samples: Annotated[int, typer.Option("--num-samples", "-N", help="Samples to generate, as one batch.", rich_help_panel="Sampling")] = _S.num_samples,
-    separator: Annotated[str, typer.Option(help="Printed between samples or hypotheses.", rich_help_panel="Output")] = "\n\n",
+    separator: Annotated[Optional[str], typer.Option(help="Printed between samples or hypotheses [default: a blank line; a line break for a label-conditioned model: one sample per line].", show_default=False, rich_help_panel="Output")] = None,
     repetition_penalty: Annotated[float, typer.Option(help="> 1 makes tokens already in the prime or output less likely (1 is off).", rich_help_panel="Repetition")] = _S.repetition_penalty,
     no_repeat_ngram: Annotated[int, typer.Option(help="Never produce the same n-gram of this many tokens twice (0 is off).", rich_help_panel="Repetition")] = _S.no_repeat_ngram,
     beam: Annotated[Optional[int], typer.Option(help="Beam search with this many beams (1 is greedy decoding).", rich_help_panel="Beam search")] = None,
@@ -56,6 +56,9 @@ def sample(
     device: DeviceOpt = Device.auto,
     replace_invalid: ReplaceOpt = False,
     json_out: JsonOpt = False,
+    label: Annotated[Optional[str], typer.Option("--label", "-l", help="Generate sequences of this label (a model trained with --task conditional; required there).", show_default=False, rich_help_panel="Conditional generation")] = None,
+    unique: Annotated[bool, typer.Option("--unique", help="No two samples alike: draw more until -N different ones are found (at most 20 N draws, or 100; a warning says when fewer were found).", rich_help_panel="Conditional generation")] = False,
+    novel: Annotated[bool, typer.Option("--novel", help="No sample a copy of a text the model was trained on: draw more until -N are found (at most 20 N draws, or 100; a warning says when fewer were found).", rich_help_panel="Conditional generation")] = False,
 ) -> None:
     """Generate text from a trained model: sampling (streamed to stdout), greedy, or beam search."""
     if beam is not None:
@@ -78,6 +81,14 @@ def sample(
     from ..api import load
 
     lm = load(checkpoint, device=device.value, latest=latest)
+    if _is_conditional(lm):
+        _sample_conditional(lm, checkpoint, label, unique, novel, _read_prime(prime, prime_file, replace_invalid),
+                            echo_prime, config, "\n" if separator is None else separator, json_out)
+        return
+    if label is not None or unique or novel:
+        raise ConfigError(f"{checkpoint}: --label, --unique and --novel are for a label-conditioned model (trained "
+                          f"with --task conditional)")
+    separator = "\n\n" if separator is None else separator
     require_language_model(lm, checkpoint, "'charrnn predict' labels texts with it")
     prime_text = _read_prime(prime, prime_file, replace_invalid)
     unknown = lm.count_unknown(prime_text)
@@ -108,3 +119,42 @@ def sample(
         out.flush()
     except BrokenPipeError:
         quiet_stdout()
+
+
+def _is_conditional(model) -> bool:
+    from ..api import ConditionalModel
+
+    return isinstance(model, ConditionalModel)
+
+
+def _sample_conditional(model, checkpoint, label: str | None, unique: bool, novel: bool, prime: str, echo: bool,
+                        config: SampleConfig, separator: str, json_out: bool) -> None:
+    """-N sequences of ``label``, each one prime + output, printed when all are found."""
+    if label is None:
+        raise ConfigError(f"{checkpoint}: a model conditioned on labels: choose one with --label "
+                          f"({', '.join(model.labels)})")
+    prime = prime.strip("\r\n")  # one example is one line
+    unknown = model.count_unknown(prime)
+    if unknown:
+        warn(f"the prime has {unknown} character(s) the model never saw in training; it reads them as unknown")
+    t = time.perf_counter()
+    result = model.draw(label, prime=prime, unique=unique, novel=novel, config=config)
+    secs = time.perf_counter() - t
+    wanted = config.num_return if config.beam else config.num_samples
+    if not result.complete:
+        what = " and ".join(w for w, on in (("unique", unique), ("novel", novel)) if on)
+        warn(f"found {len(result.generations)} {what} sample(s) of the {wanted} asked for in {result.draws} draws")
+    gens = result.generations
+    if json_out:
+        tokens = sum(len(g.tokens) for g in gens)
+        print_json({"label": label, "prime": prime, "text": gens[0].text if gens else "",
+                    "samples": [g.as_dict() for g in gens], "draws": result.draws, "tokens": tokens, "seconds": secs,
+                    "tokens_per_sec": tokens / secs if secs > 0 else None})
+        return
+    if gens:
+        head = prime if echo else ""
+        try:
+            sys.stdout.write(separator.join(head + g.text for g in gens) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            quiet_stdout()

@@ -14,12 +14,14 @@ from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig
 from ..errors import CharrnnError, ConfigError, CorpusTooSmallError
 from . import app as state
 from .app import app, err
-from .common import (_C, _M, _Q, _T, Attention, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, Pool, Precision,
+from .common import (_C, _G, _M, _Q, _T, Attention, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, Pool, Precision,
                      ReplaceOpt, SideTokenizer, TaskKind, TokenizerKind, VocabSizeOpt, explicit, flag, print_json)
 from .train_setup import (_MODEL_FIELDS, check_out_free, default_out, open_run_dir, prepare_on_every_rank, resumed_or_new,
                           size_model, tokenizer_spec, with_display)
 from .train_classify import CLASSIFY_ONLY, ClassifyOptions, train_classify
+from .train_conditional import CONDITIONAL_ONLY, DEFAULTS as _D, train_conditional
 from .train_seq2seq import SEQ2SEQ_ONLY, Seq2SeqOptions, train_seq2seq
+from .train_tag import TAG_ONLY, TagOptions, train_tag
 
 _FLAG_OF = {"batch_size": "--batch-size", "bptt": "--bptt"}
 
@@ -28,14 +30,14 @@ _FLAG_OF = {"batch_size": "--batch-size", "bptt": "--bptt"}
 def train(
     ctx: typer.Context,
     corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare; for --task classify one labelled file (TSV/CSV with a header, fastText lines) or a folder with one file per label; for --task seq2seq one file of source<TAB>target lines.", show_default=False)],
-    task: Annotated[TaskKind, typer.Option(help="lm: a language model of the text; classify: a label per example (sequence classification); seq2seq: an encoder-decoder from source<TAB>target pairs.")] = TaskKind.lm,
+    task: Annotated[TaskKind, typer.Option(help="lm: a language model of the text; classify: a label per example (sequence classification); seq2seq: an encoder-decoder from source<TAB>target pairs; tag: a tag per token (CoNLL-U or token<TAB>tag); conditional: a generator of sequences of a chosen label (labelled examples, as classify).")] = TaskKind.lm,
     cell: Annotated[Cell, typer.Option(help="Recurrent cell.", rich_help_panel="Model")] = Cell(_M.cell),
     layers: Annotated[int, typer.Option(min=1, max=64, help="Stacked recurrent layers.", rich_help_panel="Model")] = _M.layers,
     hidden_size: Annotated[int, typer.Option(min=1, help="Units per recurrent layer [default: chosen from this machine's measured training speed, the limits and the corpus size (and the batch size with it, unless given); the start line says what and why].", show_default=False, rich_help_panel="Model")] = _M.hidden_size,
     embedding_dim: Annotated[int, typer.Option(min=1, help="Size of the token embedding.", rich_help_panel="Model")] = _M.embedding_dim,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between recurrent layers and before the output layer.", rich_help_panel="Model")] = _M.dropout,
     tie_weights: Annotated[bool, typer.Option("--tie-weights/--no-tie-weights", help="Share the embedding and output matrices (needs embedding-dim == hidden-size).", rich_help_panel="Model")] = _M.tie_weights,
-    bidirectional: Annotated[bool, typer.Option("--bidirectional/--no-bidirectional", help="Read each example (classify) or source (seq2seq encoder) in both directions.", rich_help_panel="Classification")] = _C.bidirectional,
+    bidirectional: Annotated[bool, typer.Option("--bidirectional/--no-bidirectional", help="Read each example (classify), source (seq2seq encoder) or sentence (tag) in both directions.", rich_help_panel="Classification")] = _C.bidirectional,
     pool: Annotated[Pool, typer.Option(help="How the outputs over an example become one vector: last state (of each direction), mean, max, or learned attention (classify).", rich_help_panel="Classification")] = Pool(_C.pool),
     one_hot: Annotated[bool, typer.Option("--one-hot", help="Feed each token as a one-hot vector instead of a learned embedding (classify).", rich_help_panel="Classification")] = _C.one_hot,
     embeddings: Annotated[Optional[Path], typer.Option(help="Initialise the token embeddings from word vectors in word2vec/GloVe text format (.gz too); --embedding-dim must match them (classify).", rich_help_panel="Classification")] = None,
@@ -51,6 +53,13 @@ def train(
     shared_vocab: Annotated[bool, typer.Option("--shared-vocab", help="One tokenizer trained on both sides (same language on both; needs the same kind).", rich_help_panel="Sequence to sequence")] = False,
     max_length: Annotated[int, typer.Option(min=1, help="Pairs with more tokens than this on either side are skipped (and counted), or refused with --strict.", rich_help_panel="Sequence to sequence")] = 200,
     strict: Annotated[bool, typer.Option("--strict", help="Stop with an error at a pair longer than --max-length instead of skipping it.", rich_help_panel="Sequence to sequence")] = False,
+    label_dim: Annotated[int, typer.Option(min=1, help="Size of the label embedding fed with every token (--task conditional).", rich_help_panel="Conditional generation")] = _D.label_dim,
+    label_init: Annotated[bool, typer.Option("--label-init/--no-label-init", help="Also start every layer's hidden state from the label (a learned map of its embedding) instead of zeros (--task conditional).", rich_help_panel="Conditional generation")] = _D.label_init,
+    tag_column: Annotated[Optional[str], typer.Option(help="The tag column: a CoNLL-U column name (default UPOS; XPOS, DEPREL, ...), or in a token<TAB>tag file a column number (default the last).", show_default=False, rich_help_panel="Tagging")] = None,
+    crf: Annotated[bool, typer.Option("--crf", help="A linear-chain CRF output layer with Viterbi decoding (for BIO/IOB tag sets), instead of a softmax per token.", rich_help_panel="Tagging")] = False,
+    char_embedding_dim: Annotated[int, typer.Option(min=1, help="Size of the character embedding of the tagger's word-spelling encoder.", rich_help_panel="Tagging")] = _G.char_embedding_dim,
+    char_hidden_size: Annotated[int, typer.Option(min=0, help="Units per direction of the bidirectional character encoder of each word (0: words only).", rich_help_panel="Tagging")] = _G.char_hidden_size,
+    word_dropout: Annotated[float, typer.Option(min=0.0, help="In training, read a word seen c times as the unknown word with probability a / (a + c) (this is a; 0 is off), so the unknown word learns from rare ones.", rich_help_panel="Tagging")] = 0.25,
     tokenizer: Annotated[Optional[TokenizerKind], typer.Option(help="char (the default): one token per character; bpe, unigram: SentencePiece subwords; word: SentencePiece words. Trained on the training split.", show_default=False, rich_help_panel="Tokenizer")] = None,
     vocab_size: VocabSizeOpt = None,
     tokenizer_file: Annotated[Optional[Path], typer.Option(help="Use this tokenizer instead of training one: a file from 'charrnn tokenizer train', a checkpoint or a run directory.", rich_help_panel="Tokenizer")] = None,
@@ -84,7 +93,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="Output")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a language model (or, with --task classify, a classifier; with --task seq2seq, an encoder-decoder) on CORPUS and save it in a run directory.
+    """Train a language model (or, with --task classify, a classifier; seq2seq, an encoder-decoder; tag, a tagger; conditional, a label-conditioned generator) on CORPUS and save it in a run directory.
 
     With several processes (--nproc N, or started by torchrun) each trains its share of the
     --batch-size streams or examples; the first one writes the run directory and shows progress."""
@@ -118,25 +127,45 @@ def train(
         raise typer.Exit(distributed.launch(nproc, _without_option(state.argv, "--nproc")))
     dist = distributed.init() if distributed.launched() else None
     with distributed.session(dist):
-        if task == TaskKind.classify:
-            given = [flag(n) for n in explicit(ctx, SEQ2SEQ_ONLY)]
+        given = [flag(n) for n in explicit(ctx, CONDITIONAL_ONLY)]
+        if given and task != TaskKind.conditional:
+            raise ConfigError(f"{', '.join(given)}: for --task conditional only")
+        if task == TaskKind.conditional:
+            given = [flag(n) for n in explicit(ctx, TAG_ONLY)]
             if given:
-                raise ConfigError(f"{', '.join(given)}: for --task seq2seq only")
+                raise ConfigError(f"{', '.join(given)}: not for --task conditional (options of --task tag)")
+            train_conditional(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume,
+                              quiet, json_out, val_file, text_column, label_column)
+            return
+        if task == TaskKind.classify:
+            given = [flag(n) for n in explicit(ctx, SEQ2SEQ_ONLY + TAG_ONLY)]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: not for --task classify (options of --task seq2seq or tag)")
             opts = ClassifyOptions(text_column, label_column, embeddings, freeze_embeddings,
                                    class_weights == ClassWeights.balanced)
             train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet,
                            json_out, val_file, opts)
+            return
+        if task == TaskKind.tag:
+            given = [flag(n) for n in explicit(ctx, SEQ2SEQ_ONLY)]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: for --task seq2seq only")
+            train_tag(ctx, dist, t0, corpus, out, overwrite, resume, quiet, json_out, val_file,
+                      TagOptions(tag_column, word_dropout, embeddings, freeze_embeddings))
             return
         if task == TaskKind.seq2seq:
             opts = Seq2SeqOptions(source_tokenizer.value, target_tokenizer.value, shared_vocab, teacher_forcing,
                                   max_length, strict)
             train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, quiet, json_out, val_file, opts)
             return
-        given = [flag(n) for n in explicit(ctx, [n for n in CLASSIFY_ONLY if n != "bidirectional"] + list(SEQ2SEQ_ONLY))]
+        given = [flag(n) for n in explicit(ctx, [n for n in CLASSIFY_ONLY if n != "bidirectional"] + list(SEQ2SEQ_ONLY)
+                                          + list(TAG_ONLY))]
         if given:
-            raise ConfigError(f"{', '.join(given)}: not for a language model (options of --task classify or seq2seq)")
+            raise ConfigError(f"{', '.join(given)}: not for a language model (options of --task classify, seq2seq "
+                              f"or tag)")
         if "bidirectional" in explicit(ctx, ["bidirectional"]):
-            raise ConfigError("--bidirectional: for --task classify or seq2seq (a language model reads text left to right)")
+            raise ConfigError("--bidirectional: for --task classify, seq2seq or tag (a language model reads text left "
+                              "to right)")
         _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
                val_file, replace_invalid, ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size,
                                                      embedding_dim=embedding_dim, dropout=dropout,

@@ -18,7 +18,8 @@ SEQ2SEQ_ONLY = ("attention", "input_feeding", "teacher_forcing", "source_tokeniz
                 "shared_vocab", "max_length", "strict")
 # Options of other tasks that a seq2seq run refuses.
 NOT_SEQ2SEQ = ("tokenizer", "tokenizer_file", "pool", "one_hot", "embeddings", "freeze_embeddings", "class_weights",
-               "text_column", "label_column", "bptt", "val_max_chars", "replace_invalid")
+               "text_column", "label_column", "bptt", "val_max_chars", "replace_invalid", "tag_column", "crf",
+               "char_embedding_dim", "char_hidden_size", "word_dropout")
 # Training defaults where they differ from a language model's (measured on SIGMORPHON
 # 2021 grapheme-to-phoneme data: see benchmarks/g2p_seq2seq.py).
 TRAIN_DEFAULTS = TrainConfig(batch_size=64, lr=3e-3, eval_interval=500)

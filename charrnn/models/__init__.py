@@ -12,14 +12,18 @@ from torch import nn
 
 from ..config import ModelConfig
 from .classifier import ClassifierConfig, SequenceClassifier
+from .conditional import ConditionalConfig, ConditionalGenerator
 from .lm import RNNLanguageModel
 from .seq2seq import Seq2Seq
-from ..config import Seq2SeqConfig
+from .tagger import Tagger
+from ..config import Seq2SeqConfig, TaggerConfig
 
 MODEL_KINDS: dict[str, tuple[type, type[nn.Module]]] = {
     "lm": (ModelConfig, RNNLanguageModel),
     "classifier": (ClassifierConfig, SequenceClassifier),
     "seq2seq": (Seq2SeqConfig, Seq2Seq),
+    "conditional": (ConditionalConfig, ConditionalGenerator),
+    "tagger": (TaggerConfig, Tagger),
 }
 
 

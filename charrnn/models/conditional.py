@@ -20,15 +20,10 @@ module) and before the output layer, as in the language model.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConditionalConfig
-from .cells import State, make_rnn
-
-# One time step of each cell kind, with nn.LSTM/GRU/RNN's weights and arithmetic.
-_CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
-
+from .cells import State, make_rnn, step_layers
 
 class ConditionalGenerator(nn.Module):
     """(ids (N, T), labels (N,)) -> logits (N, T, V) and the state after the last step."""
@@ -82,24 +77,8 @@ class ConditionalGenerator(nn.Module):
         and the new state. The same weights and arithmetic as ``self.rnn`` over one step."""
         c = self.config
         x = torch.cat([self.embedding(tokens), label_vec.to(self.embedding.weight.dtype)], dim=-1)  # (R, E + D)
-        lstm = isinstance(state, tuple)
-        h_all, c_all = state if lstm else (state, None)
-        cell = _CELL_STEPS[c.cell]
-        hs, cs = [], []
-        for k in range(c.layers):
-            if k:
-                x = F.dropout(x, c.dropout, self.training)  # between layers, as nn.LSTM does
-            w = (getattr(self.rnn, f"weight_ih_l{k}"), getattr(self.rnn, f"weight_hh_l{k}"),
-                 getattr(self.rnn, f"bias_ih_l{k}"), getattr(self.rnn, f"bias_hh_l{k}"))
-            if lstm:
-                h, cc = cell(x, (h_all[k], c_all[k]), *w)
-                cs.append(cc)
-            else:
-                h = cell(x, h_all[k], *w)
-            hs.append(h)
-            x = h
-        h_new = torch.stack(hs)  # (L, R, H)
-        return self.logits(x), ((h_new, torch.stack(cs)) if lstm else h_new)
+        out, state = step_layers(self.rnn, c.cell, x, state, c.dropout, self.training)
+        return self.logits(out), state
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from charrnn.errors import CorpusError
-from charrnn.text.labelled import BUCKET_BATCHES
+from charrnn.text.batching import BUCKET_BATCHES
 from charrnn.text.pairs import (
     Pair,
     PairBatches,
@@ -71,7 +71,7 @@ def test_a_file_without_pairs_is_an_error(tmp_path, data):
 
 
 def test_unreadable_files_are_clear_errors(tmp_path):
-    gz = _write(tmp_path, gzip.compress(b"a\tb\n"), "pairs.tsv.gz")
+    gz = _write(tmp_path, gzip.compress(b"a\tb\n"), "pairs.tsv")  # compressed under a plain name
     with pytest.raises(CorpusError, match="gzip"):
         read_pairs(gz)
     binary = _write(tmp_path, b"a\tb\n\x00\x01\x02", "pairs.bin")

@@ -40,7 +40,7 @@ from ..errors import CorpusError
 from ..models.conditional import ConditionalGenerator
 from ..runtime import autocast
 from ..text.char import CharTokenizer
-from ..text.labelled import LabelledBatches, check_labels, label_counts, padded, read_labelled, stratified_split
+from ..text.labelled import LabelledBatches, check_labels, padded, read_labelled, stratified_split
 from ..text.tokenizer import Tokenizer
 from .base import Task
 from .classify import LabelledData, as_example_text, encode_texts

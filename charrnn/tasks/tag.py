@@ -42,7 +42,7 @@ from ..errors import CorpusError
 from ..models.tagger import Tagger
 from ..runtime import autocast
 from ..text.char import CharTokenizer
-from ..text.labelled import bucketed_plan
+from ..text.batching import EpochBatches
 from ..text.tagged import Sentence, read_tagged
 from .base import Task
 
@@ -163,38 +163,11 @@ def tag_inputs(sents: list[Encoded], config: TaggerConfig, words: list[list[int]
     return TagInputs(word_ids, lengths, chars, char_lengths, spelling, tags)
 
 
-class TaggedBatches:
-    """Shuffled, length-bucketed batches of sentence indices; ``epoch`` and ``position``
-    are the whole state (the order of an epoch depends only on the seed and the epoch)."""
+class TaggedBatches(EpochBatches):
+    """Shuffled, length-bucketed batches of sentence indices (resumable: see
+    ``batching.EpochBatches``); the task builds the tensors of its share of each."""
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
-        if not lengths:
-            raise ValueError("no sentences to batch")
-        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
-        self.epoch = 0
-        self.position = 0
-        self._plan_epoch: int | None = None
-        self._plan: list[list[int]] = []
-
-    @property
-    def windows_per_epoch(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-    def plan(self, epoch: int) -> list[list[int]]:
-        if self._plan_epoch != epoch:
-            self._plan = bucketed_plan(self.lengths, self.batch_size, f"tagged-batches:{self.seed}:{epoch}")
-            self._plan_epoch = epoch
-        return self._plan
-
-    def next(self) -> tuple[list[int], bool]:
-        """The sentence indices of the next batch, and whether it starts an epoch after the first."""
-        if self.position >= self.windows_per_epoch:
-            self.epoch += 1
-            self.position = 0
-        new_epoch = self.position == 0 and self.epoch > 0
-        out = self.plan(self.epoch)[self.position]
-        self.position += 1
-        return out, new_epoch
+    name = "tagged-batches"
 
 
 @dataclass

@@ -9,8 +9,7 @@ trains on:
   whitespace; anything else wrong is one CorpusError naming ``FILE:LINE``;
 * reading prediction input as it comes (a file or standard input; a pair file works too);
 * grouping references: the same source on several lines means several correct targets;
-* resumable batching: the order of an epoch is a pure function of (seed, epoch), so a
-  trainer that stores ``epoch`` and ``position`` continues exactly where it stopped.
+* resumable, length-bucketed batches of id pairs (``batching.EpochBatches``).
 
 Tokenizing is not done here: batching works on token ids the caller produced, with any
 start/end tokens already in them.
@@ -18,7 +17,6 @@ start/end tokens already in them.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Iterator
@@ -30,10 +28,10 @@ import torch
 
 from ..errors import CorpusError
 from .io import STDIN, decode_utf8, open_binary
-from .labelled import bucketed_plan, padded
+from .batching import EpochBatches
+from .labelled import padded
 
 BOM = "\ufeff"
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,6 @@ class Pair:
 # ---------------------------------------------------------------------------- reading
 
 
-def _not_gzip(head: bytes, name: str) -> None:
-    # A .tsv.gz given as is would otherwise be reported as "invalid UTF-8 at offset 1".
-    if head.startswith(GZIP_MAGIC):
-        raise CorpusError(f"{name}: is gzip-compressed, not text; decompress it first (gunzip)")
-
-
 def read_pairs(path: str | os.PathLike) -> list[Pair]:
     """The pairs of a UTF-8 ``source<TAB>target`` file, in file order (duplicates kept)."""
     p = Path(path)
@@ -62,7 +54,6 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
             raw = f.read()
         except OSError as e:
             raise CorpusError(f"{p}: cannot read ({e.strerror or e})") from None
-    _not_gzip(raw, str(p))
     text = decode_utf8(raw, str(p))
     if text.startswith(BOM):
         text = text[1:]
@@ -112,8 +103,6 @@ def _sources(stream: BinaryIO, name: str, replace_errors: bool, close: bool) -> 
     offset = 0
     try:
         for raw in stream:  # one line at a time, as soon as it is complete
-            if offset == 0:
-                _not_gzip(raw, name)
             text = decode_utf8(raw, name, replace_errors, offset)
             if offset == 0 and text.startswith(BOM):
                 text = text[1:]
@@ -141,14 +130,12 @@ def group_references(pairs: list[Pair]) -> tuple[list[str], list[list[str]]]:
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class PairBatches:
-    """Shuffled, optionally length-bucketed batches of (source ids, target ids) pairs.
+class PairBatches(EpochBatches):
+    """Shuffled, optionally length-bucketed batches of (source ids, target ids) pairs
+    (resumable: see ``batching.EpochBatches``); the sort key is the source length, then
+    the target's."""
 
-    The seq2seq counterpart of ``labelled.LabelledBatches``, with the same contract:
-    ``epoch`` and ``position`` (the index of the next batch in the epoch) are the whole
-    state, and the order of an epoch depends only on (seed, epoch), so restoring the two
-    from a checkpoint continues with exactly the batches an uninterrupted run would get.
-    """
+    name = "pair-batches"
 
     def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int, seed: int,
                  src_pad: int, tgt_pad: int, bucket: bool = True):
@@ -156,53 +143,19 @@ class PairBatches:
             raise ValueError(f"{len(src_ids)} sources but {len(tgt_ids)} targets")
         if not src_ids:
             raise ValueError("no pairs to batch")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         for side, seqs in (("source", src_ids), ("target", tgt_ids)):
             empty = next((i for i, seq in enumerate(seqs) if len(seq) == 0), None)
             if empty is not None:
                 raise ValueError(f"pair {empty} has no {side} tokens; filter empty pairs before batching")
-        self.src_ids, self.tgt_ids = src_ids, tgt_ids
         # Sort key for bucketing: source length first (the encoder's padding), then target.
-        self.lengths = [(len(s), len(t)) for s, t in zip(src_ids, tgt_ids)]
-        self.batch_size, self.seed, self.bucket = batch_size, seed, bucket
+        super().__init__([(len(s), len(t)) for s, t in zip(src_ids, tgt_ids)], batch_size, seed, bucket)
+        self.src_ids, self.tgt_ids = src_ids, tgt_ids
         self.src_pad, self.tgt_pad = src_pad, tgt_pad
-        self.epoch = 0
-        self.position = 0
-        self._plan_epoch: int | None = None
-        self._plan: list[list[int]] = []
-
-    @property
-    def windows_per_epoch(self) -> int:
-        """Batches per epoch (named like StreamBatches' so the trainer treats all alike)."""
-        return math.ceil(len(self.src_ids) / self.batch_size)
-
-    def plan(self, epoch: int) -> list[list[int]]:
-        """The pair indices of every batch of ``epoch``, in order (cached per epoch)."""
-        if self._plan_epoch != epoch:
-            self._plan, self._plan_epoch = self._build_plan(epoch), epoch
-        return self._plan
-
-    def _build_plan(self, epoch: int) -> list[list[int]]:
-        return bucketed_plan(self.lengths, self.batch_size, f"pair-batches:{self.seed}:{epoch}", self.bucket)
 
     def batch(self, epoch: int, index: int) -> Batch:
         """Batch ``index`` of ``epoch``: src (N, S) padded with src_pad, src_len (N,),
         tgt (N, T) padded with tgt_pad, tgt_len (N,); all int64."""
-        if not 0 <= index < self.windows_per_epoch:
-            raise IndexError(f"batch {index} of an epoch of {self.windows_per_epoch}")
-        members = self.plan(epoch)[index]
+        members = super().batch(epoch, index)
         src, src_len = padded([self.src_ids[i] for i in members], self.src_pad)  # (N, S), (N,)
         tgt, tgt_len = padded([self.tgt_ids[i] for i in members], self.tgt_pad)  # (N, T), (N,)
         return src, src_len, tgt, tgt_len
-
-    def next(self) -> tuple[Batch, bool]:
-        """The next batch, and whether it is the first of an epoch after the first."""
-        if self.position >= self.windows_per_epoch:
-            self.epoch += 1
-            self.position = 0
-        # Derived from the state alone, so a run resumed at an epoch start agrees too.
-        new_epoch = self.position == 0 and self.epoch > 0
-        out = self.batch(self.epoch, self.position)
-        self.position += 1
-        return out, new_epoch

@@ -61,6 +61,7 @@ class Checkpoint:
     model_kind: str = "lm"  # models.MODEL_KINDS key
     task_state: dict[str, Any] | None = None  # the task's own JSON (a classifier's labels)
     task_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # the task's own tensors (``task.*``)
+    charrnn_version: str | None = None  # the charrnn that wrote it (None: not recorded)
 
     @property
     def params(self) -> int:
@@ -84,6 +85,7 @@ class Checkpoint:
             "train_config": to_dict(self.train_config),
             "metrics": self.metrics,
             "sizing": self.sizing,
+            "charrnn_version": self.charrnn_version,
             **({"task_state": self.task_state} if self.task_state is not None else {}),
         }
 
@@ -226,7 +228,7 @@ def load_checkpoint(path: str | os.PathLike, latest: bool = False, resume: bool 
     resume_tensors = {k[len("resume."):]: v for k, v in tensors.items() if k.startswith("resume.")}
     task_tensors = {k[len("task."):]: v for k, v in tensors.items() if k.startswith("task.")}
     return Checkpoint(model_config, train_config, tokenizer, weights, step, metrics, p, resume_meta, resume_tensors,
-                      sizing, task, kind, task_state, task_tensors)
+                      sizing, task, kind, task_state, task_tensors, metadata.get("charrnn_version"))
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -100,8 +100,8 @@ def test_under_torchrun_only_rank_0_writes_and_the_checkpoint_loads_in_one_proce
     assert proc.stderr.count("charrnn: 2x16 LSTM") == 1  # one start line (rank 0's; --quiet not given)
     assert "x 2 processes" in proc.stderr
     run = work / "checkpoints" / "corpus"
-    assert sorted(p.name for p in work.rglob("*") if p.is_file()) == ["best.safetensors", "latest.safetensors",
-                                                                       "metrics.jsonl"]
+    assert sorted(p.name for p in work.rglob("*") if p.is_file()) == ["best.safetensors", "config.toml",
+                                                                       "latest.safetensors", "metrics.jsonl"]
     records = read_metrics(run / "metrics.jsonl")
     for event in ("train", "eval"):
         steps = [r["step"] for r in records if r["event"] == event]

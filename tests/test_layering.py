@@ -8,6 +8,7 @@
     tasks                               what is specific to a task (validation may decode)
     training                            the one loop (knows the Task interface)
     api                                 the Python API over all of it
+    serve                               the HTTP server over the API (FastAPI; never prints)
     cli                                 the only place that prints, parses options, uses typer/rich
 
 A layer may import the layers above it, never one below; nothing imports the cli; the
@@ -31,7 +32,8 @@ LAYERS = {
     "decoding": 5,
     "tasks": 6,
     "training": 7,
-    "api": 8,
+    "api": 8, "export": 8,
+    "serve": 8.5,
     "cli": 9, "__main__": 10, "__init__": 10,
 }
 COMMAND_LAYER = {"cli", "__main__"}

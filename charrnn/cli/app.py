@@ -5,9 +5,12 @@ their own modules (one file per command)."""
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from .. import __version__
 
 # When the process started this module: the first command's time budget counts its
 # imports too. main() moves it into ``command_start`` for the command it runs.
@@ -19,10 +22,25 @@ app = typer.Typer(
     name="charrnn",
     help="Train recurrent (LSTM, GRU, RNN) networks on your own text: language models to sample from, classifiers to predict with; measure both.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"charrnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print charrnn's version and exit.")] = False,
+) -> None:
+    pass
+
 eval_app = typer.Typer(help="Measure a trained model: perplexity of a text, accuracy on labelled examples.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 

@@ -16,6 +16,7 @@ from ..config import DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharrnnError, ConfigError
 from ..config import ClassifierConfig, Seq2SeqConfig, TaggerConfig
 from .app import err
+from .completion import complete_checkpoint
 
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click.core import ParameterSource
@@ -83,7 +84,8 @@ class Precision(str, Enum):
 
 # Options shared by several commands, declared once.
 CheckpointArg = Annotated[
-    Path, typer.Argument(help="Run directory written by 'charrnn train --out' (its best checkpoint), or a checkpoint file.", show_default=False)
+    Path, typer.Argument(help="Run directory written by 'charrnn train --out' (its best checkpoint), or a checkpoint file.", show_default=False,
+                         autocompletion=complete_checkpoint)
 ]
 LatestOpt = Annotated[bool, typer.Option("--latest", help="Use the run directory's latest checkpoint instead of its best.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto uses CUDA when torch sees a GPU.", rich_help_panel="Hardware")]
@@ -137,6 +139,12 @@ def finite(obj: Any) -> Any:
 
 
 def print_json(obj: Any) -> None:
+    """One JSON object on stdout. A training summary (the object with ``run_dir``, whichever
+    task made it) also says which charrnn wrote its run, as ``info --json`` does."""
+    if isinstance(obj, dict) and "run_dir" in obj and "charrnn_version" not in obj:
+        from .. import __version__
+
+        obj = {**obj, "charrnn_version": __version__}
     try:
         sys.stdout.write(json.dumps(finite(obj), ensure_ascii=False, allow_nan=False) + "\n")
         sys.stdout.flush()
@@ -149,11 +157,12 @@ def flag(name: str) -> str:
 
 
 def explicit(ctx: typer.Context, names) -> dict[str, Any]:
-    """The options among ``names`` that the user set (on the command line or environment)."""
+    """The options among ``names`` that the user set: on the command line, in the
+    environment, or in a run file (``train --config``, which fills click's default map)."""
     given = {}
     for name in names:
         source = ctx.get_parameter_source(name)
-        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT_MAP):
             value = ctx.params[name]
             given[name] = value.value if isinstance(value, Enum) else value
     return given

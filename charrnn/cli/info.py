@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from .. import __version__
 from .app import app
 from .common import CheckpointArg, JsonOpt, LatestOpt, print_json
 
@@ -25,6 +26,8 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
     table.add_column(style="bold")
     table.add_column()
     table.add_row("checkpoint", str(ck.path))
+    written = ck.charrnn_version or "an unrecorded version"
+    table.add_row("charrnn", f"written by {written}" + ("" if written == __version__ else f" (this is {__version__})"))
     table.add_row("task", {"lm": "language model", "classify": "classifier",
                            "seq2seq": "sequence to sequence (encoder-decoder)", "tag": "tagger (a tag per token)",
                            "conditional": "generator conditioned on a label"}.get(ck.task, ck.task))

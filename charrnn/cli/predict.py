@@ -22,11 +22,11 @@ BATCH = 256  # lines per forward pass when the input is not a terminal
 def _lines(file: str, replace_invalid: bool, text_column: str | None) -> Iterator[str]:
     """The texts to classify: one per line of a plain file or stdin, read as they come;
     a TSV/CSV file or a folder in the training layout gives its examples' texts."""
-    from ..text.io import decode_utf8, open_binary
+    from ..text.io import decode_utf8, open_binary, plain_name
     from ..text.labelled import read_labelled, strip_label
 
     path = Path(file)
-    if file != "-" and (path.is_dir() or path.suffix.lower() in (".tsv", ".csv")):
+    if file != "-" and (path.is_dir() or plain_name(path).suffix.lower() in (".tsv", ".csv")):
         for ex in read_labelled(path, text_column):
             yield ex.text
         return

@@ -13,7 +13,9 @@ import typer
 from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig
 from ..errors import CharrnnError, ConfigError, CorpusTooSmallError
 from . import app as state
+from . import runfile
 from .app import app, err
+from .completion import complete_run_file
 from .common import (_C, _G, _M, _Q, _T, Attention, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, Pool, Precision,
                      ReplaceOpt, SideTokenizer, TaskKind, TokenizerKind, VocabSizeOpt, explicit, flag, print_json)
 from .train_setup import (_MODEL_FIELDS, check_out_free, default_out, open_run_dir, prepare_on_every_rank, resumed_or_new,
@@ -29,7 +31,8 @@ _FLAG_OF = {"batch_size": "--batch-size", "bptt": "--bptt"}
 @app.command(no_args_is_help=True)
 def train(
     ctx: typer.Context,
-    corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare; for --task classify one labelled file (TSV/CSV with a header, fastText lines) or a folder with one file per label; for --task seq2seq one file of source<TAB>target lines.", show_default=False)],
+    corpus: Annotated[list[str], typer.Argument(help="Text files (UTF-8), '-' for stdin, or a registered corpus name such as tinyshakespeare; for --task classify one labelled file (TSV/CSV with a header, fastText lines) or a folder with one file per label; for --task seq2seq one file of source<TAB>target lines. Files may be compressed (.gz, .bz2, .xz, .zst). Or 'corpus' in the --config run file.", show_default=False)],
+    config: Annotated[Optional[Path], typer.Option("--config", help="Read options from this TOML run file: keys named as the flags (hidden-size = 256), at the top or in sections named as the help panels ([model], [optimisation], ...), and task and corpus too. Flags given here win. A run keeps its resolved configuration as RUN/config.toml: --config RUN/config.toml --out NEW repeats it.", is_eager=True, callback=runfile.load, autocompletion=complete_run_file, show_default=False)] = None,
     task: Annotated[TaskKind, typer.Option(help="lm: a language model of the text; classify: a label per example (sequence classification); seq2seq: an encoder-decoder from source<TAB>target pairs; tag: a tag per token (CoNLL-U or token<TAB>tag); conditional: a generator of sequences of a chosen label (labelled examples, as classify).")] = TaskKind.lm,
     cell: Annotated[Cell, typer.Option(help="Recurrent cell.", rich_help_panel="Model")] = Cell(_M.cell),
     layers: Annotated[int, typer.Option(min=1, max=64, help="Stacked recurrent layers.", rich_help_panel="Model")] = _M.layers,
@@ -87,7 +90,7 @@ def train(
     nproc: Annotated[Optional[int], typer.Option(min=1, help="Train with this many processes on this machine (torchrun underneath; DistributedDataParallel): one per GPU, or CPU processes sharing the cores. --batch-size is the global batch, split among them.", show_default=False, rich_help_panel="Hardware")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for checkpoints and metrics [default: checkpoints/<corpus name>].", rich_help_panel="Output")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the output directory.", rich_help_panel="Output")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint, exactly where it stopped. Only the limits (--max-steps, --epochs, --time-budget, counted over the whole run), --eval-interval, --log-interval, hardware and divergence options may change.", rich_help_panel="Output")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint, exactly where it stopped. Only the limits (--max-steps, --epochs, --time-budget, counted over the whole run), --eval-interval, --log-interval, hardware and divergence options may change.", callback=runfile.on_resume, rich_help_panel="Output")] = False,
     eval_interval: Annotated[int, typer.Option(min=1, help="Steps between validations (and checkpoint saves).", rich_help_panel="Output")] = _T.eval_interval,
     log_interval: Annotated[int, typer.Option(min=1, help="Steps between progress updates.", rich_help_panel="Output")] = _T.log_interval,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="Output")] = False,
@@ -126,7 +129,9 @@ def train(
         os.environ[_START_ENV] = repr(time.time() - (time.perf_counter() - t0))
         raise typer.Exit(distributed.launch(nproc, _without_option(state.argv, "--nproc")))
     dist = distributed.init() if distributed.launched() else None
-    with distributed.session(dist):
+    # RUN/config.toml, written when this command saves a checkpoint (cli/runfile.py).
+    keeper = runfile.Keeper(ctx, default_out(out, corpus), task.value, resume)
+    with distributed.session(dist), keeper:
         given = [flag(n) for n in explicit(ctx, CONDITIONAL_ONLY)]
         if given and task != TaskKind.conditional:
             raise ConfigError(f"{', '.join(given)}: for --task conditional only")

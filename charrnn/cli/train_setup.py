@@ -18,7 +18,9 @@ _MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "t
 def default_out(out: Path | None, corpus: list[str]) -> Path:
     if out is not None:
         return out
-    stem = "stdin" if corpus[0] == "-" else Path(corpus[0]).stem or "corpus"
+    from ..text.io import plain_name
+
+    stem = "stdin" if corpus[0] == "-" else plain_name(corpus[0]).stem or "corpus"  # corpus.txt.gz: "corpus"
     return Path("checkpoints") / stem
 
 

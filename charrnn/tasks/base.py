@@ -119,3 +119,26 @@ class Task:
     def fingerprint(self) -> str:
         """A digest of the training and validation data: resuming needs the same data."""
         raise NotImplementedError
+
+
+class ExampleTask(Task):
+    """A task over whole examples (no carried state, ``data`` with a ``fingerprint``):
+    under several processes each takes a contiguous share of the rows of every batch."""
+
+    data: Any
+    share: tuple[int, int] = (0, 1)  # (rank, world)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.data.fingerprint
+
+    def shard(self, rank: int, world: int) -> None:
+        self.share = (rank, world)
+
+    def rows(self, n: int) -> tuple[slice, float]:
+        """This process's rows of a batch of ``n`` and the factor of its summed loss: the
+        number of processes, so that their mean is the loss of the whole batch; a share
+        with no rows still runs its first row (DDP needs every process to) with factor 0."""
+        rank, world = self.share
+        lo, hi = rank * n // world, (rank + 1) * n // world
+        return (slice(lo, hi), float(world)) if hi > lo else (slice(0, 1), 0.0)

@@ -45,7 +45,7 @@ from ..text.labelled import (
 )
 from ..text.tokenizer import Tokenizer
 from ..text.tokenizers import train_tokenizer
-from .base import Task
+from .base import ExampleTask
 from .metrics import report
 
 EVAL_BATCH = 256  # examples per forward pass when validating or predicting
@@ -169,7 +169,7 @@ def classify_ids(model: nn.Module, seqs: list[list[int]], device: torch.device, 
         model.train(was_training)
 
 
-class ClassifyTask(Task):
+class ClassifyTask(ExampleTask):
     name = "classify"
     headline = "val_accuracy"
     best_key = "val_accuracy"
@@ -193,14 +193,6 @@ class ClassifyTask(Task):
         self.embeddings, self.freeze = embeddings, freeze
         self.embedding_report = embedding_report  # what --embeddings found (kept on resume)
         self.val_size = len(data.val)
-        self.share: tuple[int, int] = (0, 1)  # (rank, world)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.data.fingerprint
-
-    def shard(self, rank: int, world: int) -> None:
-        self.share = (rank, world)
 
     def build_model(self, device: torch.device) -> nn.Module:
         model = SequenceClassifier(self.model_config)
@@ -226,20 +218,17 @@ class ClassifyTask(Task):
 
     def loss(self, net: nn.Module, batch: Any, device: torch.device, dtype: torch.dtype | None) -> tuple[torch.Tensor, int]:
         (ids, lengths, labels), _ = batch
-        rank, world = self.share
         n = ids.shape[0]
-        lo, hi = rank * n // world, (rank + 1) * n // world
+        rows, scale = self.rows(n)
         labels = labels.to(device)
         # The normaliser of the whole batch: examples, or their class weights.
         total = self.weights[labels].sum() if self.weights is not None else torch.tensor(float(n), device=device)
-        rows = slice(lo, hi) if hi > lo else slice(0, 1)  # a share with no rows still runs (DDP needs it)
         x, lens, y = ids[rows], lengths[rows], labels[rows]
         x = x[:, : int(lens.max())]  # this share's own padding only
         with autocast(device, dtype):
             logits = net(x.to(device), lens)
         nll = F.cross_entropy(logits, y, weight=self.weights, reduction="none")  # (n,), times w_y if weighted
-        scale = world if hi > lo else 0.0
-        return nll.sum() * scale / total, hi - lo
+        return nll.sum() * scale / total, len(y) if scale else 0
 
     # ----------------------------------------------------------- reporting
 

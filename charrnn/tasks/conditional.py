@@ -42,7 +42,7 @@ from ..runtime import autocast
 from ..text.char import CharTokenizer
 from ..text.labelled import LabelledBatches, check_labels, padded, read_labelled, stratified_split
 from ..text.tokenizer import Tokenizer
-from .base import Task
+from .base import ExampleTask
 from .classify import LabelledData, as_example_text, encode_texts
 
 EVAL_BATCH = 256  # sequences per forward pass when validating or scoring
@@ -131,7 +131,7 @@ def sequence_nll(model: ConditionalGenerator, seqs: list[list[int]], labels: lis
         model.train(was_training)
 
 
-class ConditionalTask(Task):
+class ConditionalTask(ExampleTask):
     name = "conditional"
     headline = "val_bpc"
     best_key = "val_loss"
@@ -155,14 +155,6 @@ class ConditionalTask(Task):
         self.val_size = sum(len(s) - 1 for s in self.val_seqs)
         # Every text read, training and validation: a copy of any of them is not "new".
         self.hashes = text_hashes(ex.text for ex in data.train + data.val)
-        self.share: tuple[int, int] = (0, 1)  # (rank, world)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.data.fingerprint
-
-    def shard(self, rank: int, world: int) -> None:
-        self.share = (rank, world)
 
     def build_model(self, device: torch.device) -> nn.Module:
         self.model = ConditionalGenerator(self.model_config).to(device)
@@ -175,19 +167,15 @@ class ConditionalTask(Task):
 
     def loss(self, net: nn.Module, batch: Any, device: torch.device, dtype: torch.dtype | None) -> tuple[torch.Tensor, int]:
         (ids, lengths, labels), _ = batch
-        rank, world = self.share
-        n = ids.shape[0]
-        lo, hi = rank * n // world, (rank + 1) * n // world
+        rows, scale = self.rows(ids.shape[0])
         total = float((lengths - 1).sum())  # predicted tokens of the whole batch
-        rows = slice(lo, hi) if hi > lo else slice(0, 1)  # a share with no rows still runs (DDP needs it)
         x, lens, y = ids[rows], lengths[rows], labels[rows]
         x = x[:, : int(lens.max())].to(device)  # this share's own padding only
         with autocast(device, dtype):
             logits, _ = net(x[:, :-1], y.to(device))  # (n, T-1, V)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
                               ignore_index=self.model_config.pad_id, reduction="sum")
-        scale = world if hi > lo else 0.0
-        return nll * scale / total, int((lens - 1).sum()) if hi > lo else 0
+        return nll * scale / total, int((lens - 1).sum()) if scale else 0
 
     # ----------------------------------------------------------- reporting
 

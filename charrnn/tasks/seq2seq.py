@@ -41,7 +41,7 @@ from ..text.pairs import Pair, PairBatches, group_references, read_pairs
 from ..text.symbols import PairTokenizer
 from ..text.tokenizer import SUBWORD_KINDS, Tokenizer
 from ..text.tokenizers import train_tokenizer
-from .base import Task
+from .base import ExampleTask
 from .seq2seq_metrics import seq2seq_report
 
 EVAL_BATCH = 256  # pairs per forward pass when validating
@@ -169,7 +169,7 @@ def prepare_pairs(train_path: str | os.PathLike, val_path: str | os.PathLike | N
                     unknown)
 
 
-class Seq2SeqTask(Task):
+class Seq2SeqTask(ExampleTask):
     name = "seq2seq"
     headline = "val_accuracy"
     best_key = "val_accuracy"
@@ -194,14 +194,6 @@ class Seq2SeqTask(Task):
         self.val_sources, self.val_refs = self.val_sources[:VAL_DECODE_MAX], self.val_refs[:VAL_DECODE_MAX]
         self.val_source_ids = encode_side(tok.source, self.val_sources)
         self.val_size = len(data.val) + len(self.val_sources)
-        self.share: tuple[int, int] = (0, 1)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.data.fingerprint
-
-    def shard(self, rank: int, world: int) -> None:
-        self.share = (rank, world)
 
     def build_model(self, device: torch.device) -> nn.Module:
         self.model = Seq2Seq(self.model_config).to(device)
@@ -217,11 +209,8 @@ class Seq2SeqTask(Task):
 
     def loss(self, net: nn.Module, batch: Any, device: torch.device, dtype: torch.dtype | None) -> tuple[torch.Tensor, int]:
         (src, src_len, tgt, tgt_len), _ = batch
-        rank, world = self.share
-        n = src.shape[0]
-        lo, hi = rank * n // world, (rank + 1) * n // world
+        rows, scale = self.rows(src.shape[0])
         total = float((tgt_len - 1).sum())  # predicted tokens of the whole batch
-        rows = slice(lo, hi) if hi > lo else slice(0, 1)  # a share with no rows still runs (DDP needs it)
         s, sl, t, tl = src[rows], src_len[rows], tgt[rows], tgt_len[rows]
         s, t = s[:, : int(sl.max())], t[:, : int(tl.max())]  # this share's own padding only
         t = t.to(device)
@@ -229,8 +218,7 @@ class Seq2SeqTask(Task):
             logits = net(s.to(device), sl, t[:, :-1], self.teacher_forcing)  # (n, T-1, V)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1),
                               ignore_index=self.model_config.tgt_pad_id, reduction="sum")
-        scale = world if hi > lo else 0.0
-        return nll * scale / total, hi - lo
+        return nll * scale / total, len(sl) if scale else 0
 
     # ----------------------------------------------------------- reporting
 

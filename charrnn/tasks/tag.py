@@ -44,7 +44,7 @@ from ..runtime import autocast
 from ..text.char import CharTokenizer
 from ..text.batching import EpochBatches
 from ..text.tagged import Sentence, read_tagged
-from .base import Task
+from .base import ExampleTask
 
 EVAL_BATCH = 128  # sentences per forward pass when validating or predicting
 WORD_DROPOUT = 0.25  # a in a / (a + count)
@@ -259,7 +259,7 @@ def _decode(model: Tagger, emissions: torch.Tensor, mask: torch.Tensor, tags: to
     return best, marginals.gather(-1, best.unsqueeze(-1)).squeeze(-1), nll
 
 
-class TagTask(Task):
+class TagTask(ExampleTask):
     name = "tag"
     headline = "val_accuracy"
     best_key = "val_accuracy"
@@ -286,14 +286,6 @@ class TagTask(Task):
         self.drop_p = torch.tensor([word_dropout / (word_dropout + c) if c and word_dropout else 0.0 for c in counts])
         self.batches = TaggedBatches([len(s.words) for s in self.train_enc], cfg.batch_size, cfg.seed)
         self.val_size = sum(len(s.words) for s in self.val_enc)
-        self.share: tuple[int, int] = (0, 1)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.data.fingerprint
-
-    def shard(self, rank: int, world: int) -> None:
-        self.share = (rank, world)
 
     def build_model(self, device: torch.device) -> nn.Module:
         model = Tagger(self.model_config)
@@ -313,11 +305,9 @@ class TagTask(Task):
 
     def loss(self, net: nn.Module, batch: Any, device: torch.device, dtype: torch.dtype | None) -> tuple[torch.Tensor, int]:
         members, _ = batch
-        rank, world = self.share
-        n = len(members)
-        lo, hi = rank * n // world, (rank + 1) * n // world
+        rows, scale = self.rows(len(members))
         total = sum(len(self.train_enc[i].words) for i in members)  # tokens of the whole batch
-        share = [self.train_enc[i] for i in (members[lo:hi] if hi > lo else members[:1])]  # DDP needs every rank to run
+        share = [self.train_enc[i] for i in members[rows]]
         words = [self._dropped(s.words) for s in share]
         inp = tag_inputs(share, self.model_config, words)
         with autocast(device, dtype):
@@ -329,8 +319,7 @@ class TagTask(Task):
                                   reduction="sum")
         else:
             nll = model.crf.nll(emissions, tags.clamp(min=0), inp.mask.to(device)).sum()
-        scale = world if hi > lo else 0.0
-        return nll * scale / total, sum(len(s.words) for s in share) if hi > lo else 0
+        return nll * scale / total, sum(len(s.words) for s in share) if scale else 0
 
     def _dropped(self, words: list[int]) -> list[int]:
         if not self.word_dropout:

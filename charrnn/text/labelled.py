@@ -8,8 +8,7 @@ batches a classifier trains on:
   TSV/CSV files with a header row (GLUE SST-2, most Kaggle sets);
 * checking the label sets of the splits, a stratified train/validation split, and
   "balanced" class weights;
-* resumable batching: the order of an epoch is a pure function of (seed, epoch), so a
-  trainer that stores ``epoch`` and ``position`` continues exactly where it stopped.
+* resumable, length-bucketed batches of ids (``batching.EpochBatches``).
 
 Tokenizing is not done here: batching works on token ids the caller produced.
 Data problems raise CorpusError naming the file and line; bad option values raise
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import random
 from collections import Counter
@@ -30,7 +28,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, CorpusError
-from .io import decode_utf8, open_binary
+from .batching import EpochBatches
+from .io import decode_utf8, open_binary, plain_name
 
 LABEL_PREFIX = "__label__"
 
@@ -40,11 +39,6 @@ TEXT_COLUMNS = ("sentence", "text", "review", "content", "document", "question",
                 "surname", "word", "input", "x")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "sentiment", "target", "y",
                  "language", "tag")
-
-# Bucketing sorts by length inside chunks of this many batches: large enough that batches
-# hold similar lengths (little padding), small enough that batch contents stay random.
-BUCKET_BATCHES = 50
-
 
 @dataclass(frozen=True, order=True)
 class Example:
@@ -126,7 +120,7 @@ def _read_folder(folder: Path) -> list[Example]:
     seen: dict[str, Path] = {}
     examples: list[Example] = []
     for file in files:
-        label = file.stem
+        label = plain_name(file).stem  # Arabic.txt and Arabic.txt.gz: Arabic
         if label in seen:
             raise CorpusError(f"{file}: label {label!r} also comes from {seen[label].name}; "
                               f"keep one file per label")
@@ -160,7 +154,7 @@ def _read_fasttext(text: str, name: str) -> list[Example]:
 
 def _delimiter(path: Path, header_line: str) -> str:
     sniffed = "\t" if "\t" in header_line else ","
-    return {".tsv": "\t", ".csv": ","}.get(path.suffix.lower(), sniffed)
+    return {".tsv": "\t", ".csv": ","}.get(plain_name(path).suffix.lower(), sniffed)
 
 
 def _read_table(text: str, name: str, delimiter: str, text_column: str | None,
@@ -338,86 +332,25 @@ def padded(seqs: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.
     return ids, lengths
 
 
-def bucketed_plan(lengths: list, batch_size: int, key: str, bucket: bool = True) -> list[list[int]]:
-    """The item indices of every batch of one epoch: a shuffle, then (``bucket``) chunks of
-    ``BUCKET_BATCHES`` batches sorted by ``lengths`` and cut into batches, which are
-    shuffled again (otherwise every chunk would run from short to long batches).
+class LabelledBatches(EpochBatches):
+    """Shuffled, optionally length-bucketed batches of labelled token sequences (resumable:
+    see ``batching.EpochBatches``)."""
 
-    The generator is seeded with the string ``key`` (hashed, e.g. "name:seed:epoch"),
-    never global RNG state: that is what makes resume exact, and (seed, epoch + 1) and
-    (seed + 1, epoch) do not share an order as seed + epoch would."""
-    rng = random.Random(key)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    if not bucket:
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    chunk = batch_size * BUCKET_BATCHES
-    batches: list[list[int]] = []
-    for start in range(0, len(order), chunk):
-        # Stable sort: equal lengths keep their shuffled order.
-        part = sorted(order[start : start + chunk], key=lengths.__getitem__)
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-class LabelledBatches:
-    """Shuffled, optionally length-bucketed batches of labelled token sequences.
-
-    ``epoch`` and ``position`` (the index of the next batch in the epoch) are the whole
-    state: the order of an epoch depends only on (seed, epoch), so restoring the two
-    from a checkpoint continues with exactly the batches an uninterrupted run would get.
-    """
+    name = "labelled-batches"
 
     def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int, seed: int,
                  bucket: bool = True, pad_id: int = 0):
         if len(ids) != len(labels):
             raise ValueError(f"{len(ids)} sequences but {len(labels)} labels")
-        if not ids:
-            raise ValueError("no examples to batch")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         empty = next((i for i, seq in enumerate(ids) if len(seq) == 0), None)
         if empty is not None:
             raise ValueError(f"example {empty} has no tokens; filter empty examples before batching")
-        self.ids, self.labels = ids, labels
-        self.lengths = [len(seq) for seq in ids]
-        self.batch_size, self.seed, self.bucket, self.pad_id = batch_size, seed, bucket, pad_id
-        self.epoch = 0
-        self.position = 0
-        self._plan_epoch: int | None = None
-        self._plan: list[list[int]] = []
-
-    @property
-    def windows_per_epoch(self) -> int:
-        """Batches per epoch (named like StreamBatches' so the trainer treats both alike)."""
-        return math.ceil(len(self.ids) / self.batch_size)
-
-    def plan(self, epoch: int) -> list[list[int]]:
-        """The example indices of every batch of ``epoch``, in order (cached per epoch)."""
-        if self._plan_epoch != epoch:
-            self._plan, self._plan_epoch = self._build_plan(epoch), epoch
-        return self._plan
-
-    def _build_plan(self, epoch: int) -> list[list[int]]:
-        return bucketed_plan(self.lengths, self.batch_size, f"labelled-batches:{self.seed}:{epoch}", self.bucket)
+        super().__init__([len(seq) for seq in ids], batch_size, seed, bucket)
+        self.ids, self.labels, self.pad_id = ids, labels, pad_id
 
     def batch(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batch ``index`` of ``epoch``: ids (N, T) padded with pad_id, lengths (N,), labels (N,)."""
-        if not 0 <= index < self.windows_per_epoch:
-            raise IndexError(f"batch {index} of an epoch of {self.windows_per_epoch}")
-        members = self.plan(epoch)[index]
+        members = super().batch(epoch, index)
         ids, lengths = padded([self.ids[i] for i in members], self.pad_id)  # (N, T), (N,)
         labels = torch.tensor([self.labels[i] for i in members], dtype=torch.long)  # (N,)
         return ids, lengths, labels
-
-    def next(self) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], bool]:
-        """The next batch, and whether it is the first of an epoch after the first."""
-        if self.position >= self.windows_per_epoch:
-            self.epoch += 1
-            self.position = 0
-        # Derived from the state alone, so a run resumed at an epoch start agrees too.
-        new_epoch = self.position == 0 and self.epoch > 0
-        out = self.batch(self.epoch, self.position)
-        self.position += 1
-        return out, new_epoch

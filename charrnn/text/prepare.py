@@ -10,6 +10,11 @@ are read in chunks of a few megabytes cut at character boundaries:
     pass 2  encode chunk by chunk (cut at line ends, so subword tokenizers see whole
             lines) and append the ids, 2 or 4 bytes each, to a cache file
 
+Compressed files (``.gz``, ``.bz2``, ``.xz``, ``.zst``: text/io.py) are streamed the same
+way, decompressed piece by piece. The cache key is made of the decompressed bytes, so a
+compressed copy of a corpus finds the ids of the plain file; progress is counted in bytes
+on disk, so a compressed file's bar ends at its own size.
+
 The cache file is keyed by the corpus bytes, the tokenizer and the split, so a second run
 on the same corpus skips pass 2; it lives in ``$XDG_CACHE_HOME/charrnn/ids`` (any file
 there can be deleted at any time). Training memory-maps it: memory follows the ids the
@@ -33,7 +38,7 @@ import torch
 from ..errors import CorpusError
 from ..files import atomic_write
 from .char import CharTokenizer
-from .io import STDIN, decode_utf8, open_binary, read_corpus, read_text
+from .io import STDIN, decode_utf8, disk_position, open_binary, read_corpus, read_text
 from .streams import compact, split_point, split_text
 from .tokenizer import Tokenizer
 
@@ -93,8 +98,9 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------- reading
 
 
-def _chunks(source: str | os.PathLike, size: int) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, bytes) pieces of a file, each ending on a UTF-8 character boundary."""
+def _chunks(source: str | os.PathLike, size: int) -> Iterator[tuple[int, bytes, int]]:
+    """(byte offset, bytes, bytes read from disk so far) pieces of a file, each ending on a
+    UTF-8 character boundary. Offsets count the (decompressed) text's bytes."""
     offset, carry = 0, b""
     with open_binary(source) as f:
         while True:
@@ -102,7 +108,7 @@ def _chunks(source: str | os.PathLike, size: int) -> Iterator[tuple[int, bytes]]
             data = carry + block
             if not block:
                 if data:
-                    yield offset, data
+                    yield offset, data, disk_position(f)
                 return
             # Hold back an incomplete multi-byte character at the end (at most 3 bytes).
             cut = len(data)
@@ -117,7 +123,7 @@ def _chunks(source: str | os.PathLike, size: int) -> Iterator[tuple[int, bytes]]
                     break
             carry = data[cut:]
             if cut:
-                yield offset, data[:cut]
+                yield offset, data[:cut], disk_position(f)
                 offset += cut
 
 
@@ -137,24 +143,28 @@ def _scan(sources: list[str], replace: bool, on_progress: Progress | None) -> _S
     counts: list[int] = []
     sets: list[str] = []
     places: list[tuple[str, int, int]] = []
-    done = 0
+    done = 0  # bytes on disk of the files before this one
     for s in sources:
-        h.update(f"\0{os.path.getsize(s)}\0".encode())  # file boundaries are part of the key
-        for offset, raw in _chunks(s, CHUNK_BYTES):
+        length = 0
+        for offset, raw, on_disk in _chunks(s, CHUNK_BYTES):
             h.update(raw)
             text = decode_utf8(raw, str(s), replace, offset)
             counts.append(len(text))
             sets.append("".join(set(text)))
             places.append((s, offset, len(raw)))
-            done += len(raw)
+            length = offset + len(raw)
             if on_progress:
-                on_progress("reading", done, total)
+                on_progress("reading", done + on_disk, total)
+        # File boundaries are part of the key: each file's (decompressed) length after its
+        # bytes, so a plain file and its compressed copy give the same key.
+        h.update(f"\0{length}\0".encode())
+        done += os.path.getsize(s)
     return _Scan(h.hexdigest(), sum(counts), counts, sets, places, total)
 
 
 def _texts(sources: list[str], replace: bool) -> Iterator[str]:
     for s in sources:
-        for offset, raw in _chunks(s, CHUNK_BYTES):
+        for offset, raw, _ in _chunks(s, CHUNK_BYTES):
             yield decode_utf8(raw, str(s), replace, offset)
 
 

@@ -39,7 +39,8 @@ Decisions, shared by both readers:
   tag column that is '_' on every token is unannotated: an error. ``read_blocks`` lets
   tags be absent: '_', an empty field, or token-only (one column) lines.
 * Errors are one CorpusError (data) or ConfigError (tag column) line naming the file and
-  the line; missing, binary, gzip or non-UTF-8 input gives the messages of text/io.py.
+  the line; missing, binary, compressed (under a plain name) or non-UTF-8 input gives the
+  messages of text/io.py, which also reads .gz, .bz2, .xz and .zst files.
 
 A Block is one sentence of the input with everything around it, so that joining the
 blocks gives the input back: the lines before its first token line that belong to no
@@ -61,7 +62,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ConfigError, CorpusError
-from .io import decode_utf8, open_binary
+from .io import decode_utf8, open_binary, plain_name
 
 CONLLU_COLUMNS = ("ID", "FORM", "LEMMA", "UPOS", "XPOS", "FEATS", "HEAD", "DEPREL", "DEPS", "MISC")
 TAG_COLUMNS = CONLLU_COLUMNS[2:]  # ID and FORM are the word itself, never its tag
@@ -69,7 +70,6 @@ DEFAULT_CONLLU_COLUMN = "UPOS"
 DOCSTART = "-DOCSTART-"
 CONLL_SUFFIXES = (".conllu", ".conll")
 BOM = "\ufeff"
-GZIP_MAGIC = b"\x1f\x8b"
 
 SPACE = " \t\r"  # what surrounds fields; a stray "\r" before "\n" counts as trailing space
 _CONLLU_ID = re.compile(r"\d+(?:-\d+|\.\d+)?")  # 3, 1-2 (multiword token), 8.1 (empty node)
@@ -173,7 +173,7 @@ def is_conll(first_line: str, name: str) -> bool:
     """Whether prediction input is CoNLL (a '.conllu' or '.conll' name, or a first
     non-blank line holding a tab or starting with '#') or plain text (one sentence a
     line, tokens separated by spaces)."""
-    if Path(str(name)).suffix.lower() in CONLL_SUFFIXES:
+    if plain_name(str(name)).suffix.lower() in CONLL_SUFFIXES:  # train.conllu.gz too
         return True
     line = first_line.removeprefix(BOM)
     return "\t" in line or line.lstrip().startswith("#")
@@ -184,8 +184,6 @@ def _decoded_lines(stream: Iterable[bytes], name: str, replace_errors: bool) -> 
     offset = 0
     try:
         for number, raw in enumerate(stream, start=1):
-            if number == 1 and raw.startswith(GZIP_MAGIC):
-                raise CorpusError(f"{name}: is gzip-compressed, not text; decompress it first (gunzip)")
             # Offsets count from the start of the input, so an error points into the file.
             yield number, decode_utf8(raw, name, replace_errors, offset)
             offset += len(raw)

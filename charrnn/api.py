@@ -12,7 +12,7 @@
     print(g2p.predict(["абажура"], beam=5, n_best=2))          # [[("a b ə ʒ u ɾ ə", -0.01), ...]]
 
     pos = charrnn.load("checkpoints/pos")                     # a tagger
-    print(pos.predict([["The", "cat", "sat"]]))               # [[("DET", 0.99), ("NOUN", 0.98), ...]]
+    print(pos.predict([["She", "reads", "books"]]))           # [[("PRON", 1.0), ("VERB", 0.97), ...]]
 
     names = charrnn.load("checkpoints/surnames")              # a label-conditioned generator
     print([g.text for g in names.sample("Russian", n=5, temperature=0.8)])

@@ -21,6 +21,8 @@ from ..errors import CharrnnError, ConfigError, InvalidUtf8Error, TrainingDiverg
 from . import app as state
 # Each module registers its command; the order here is the order of the help.
 from . import train, sample, predict, info, evaluate, tokenizer  # noqa: F401,I001
+from . import serve  # noqa: F401,I001
+from . import export  # noqa: F401,I001
 from .app import app, err
 from .common import quiet_stdout
 

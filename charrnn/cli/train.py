@@ -40,7 +40,7 @@ def train(
     embedding_dim: Annotated[int, typer.Option(min=1, help="Size of the token embedding.", rich_help_panel="Model")] = _M.embedding_dim,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between recurrent layers and before the output layer.", rich_help_panel="Model")] = _M.dropout,
     tie_weights: Annotated[bool, typer.Option("--tie-weights/--no-tie-weights", help="Share the embedding and output matrices (needs embedding-dim == hidden-size).", rich_help_panel="Model")] = _M.tie_weights,
-    bidirectional: Annotated[bool, typer.Option("--bidirectional/--no-bidirectional", help="Read each example (classify), source (seq2seq encoder) or sentence (tag) in both directions.", rich_help_panel="Classification")] = _C.bidirectional,
+    bidirectional: Annotated[bool, typer.Option("--bidirectional/--no-bidirectional", help="Read each example (classify), source (seq2seq encoder) or sentence (tag) in both directions (not a language model).", rich_help_panel="Model")] = _C.bidirectional,
     pool: Annotated[Pool, typer.Option(help="How the outputs over an example become one vector: last state (of each direction), mean, max, or learned attention (classify).", rich_help_panel="Classification")] = Pool(_C.pool),
     one_hot: Annotated[bool, typer.Option("--one-hot", help="Feed each token as a one-hot vector instead of a learned embedding (classify).", rich_help_panel="Classification")] = _C.one_hot,
     embeddings: Annotated[Optional[Path], typer.Option(help="Initialise the token embeddings from word vectors in word2vec/GloVe text format (.gz too); --embedding-dim must match them (classify).", rich_help_panel="Classification")] = None,

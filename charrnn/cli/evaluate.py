@@ -65,17 +65,16 @@ def perplexity(
     if json_out:
         print_json({**result.as_dict(), "tokenizer": lm.tokenizer.kind, "seconds": secs})
         return
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("perplexity (per token)", f"{result.perplexity:.4f}")
-    table.add_row("bits per character", f"{result.bpc:.4f}")
-    table.add_row("loss (nats/token)", f"{result.loss:.4f}")
-    table.add_row(f"tokens scored ({lm.tokenizer.kind})", f"{result.tokens:,}")
-    table.add_row("characters scored", f"{result.chars:,}")
-    table.add_row("unknown (not scored)", f"{result.unknown:,}")
-    table.add_row("chars/s", f"{result.chars / secs:,.0f}" if secs > 0 else "-")
-    Console(soft_wrap=True).print(table)
+    rows = [
+        ("perplexity (per token)", f"{result.perplexity:.4f}"),
+        ("bits per character", f"{result.bpc:.4f}"),
+        ("loss (nats/token)", f"{result.loss:.4f}"),
+        (f"tokens scored ({lm.tokenizer.kind})", f"{result.tokens:,}"),
+        ("characters scored", f"{result.chars:,}"),
+        ("unknown (not scored)", f"{result.unknown:,}"),
+        ("chars/s", f"{result.chars / secs:,.0f}" if secs > 0 else "-"),
+    ]
+    Console(soft_wrap=True).print(figures(rows))
 
 
 @eval_app.command(no_args_is_help=True)
@@ -133,20 +132,13 @@ def accuracy(
         print_json({**rep.as_dict(), "seconds": secs})
         return
     console = Console(soft_wrap=True)
-    summary = Table(show_header=False, box=None)
-    summary.add_column(style="bold")
-    summary.add_column(justify="right")
-    summary.add_row("accuracy", f"{rep.accuracy:.4f}")
-    summary.add_row("macro-F1", f"{rep.macro_f1:.4f}")
-    summary.add_row("examples", f"{rep.total:,}")
-    console.print(summary)
-    per = Table(title="per label", title_justify="left")
-    for name in ("label", "precision", "recall", "F1", "support"):
-        per.add_column(name, justify="left" if name == "label" else "right")
-    for row in rep.per_label():
-        per.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
-                    f"{row['support']:,}")
-    console.print(per)
+    rows = [
+        ("accuracy", f"{rep.accuracy:.4f}"),
+        ("macro-F1", f"{rep.macro_f1:.4f}"),
+        ("examples", f"{rep.total:,}"),
+    ]
+    console.print(figures(rows))
+    console.print(scores("per label", "label", rep.per_label()))
     conf = Table(title="confusion (rows: gold, columns: predicted)", title_justify="left")
     conf.add_column("")
     for label in rep.labels:
@@ -177,18 +169,17 @@ def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_o
     if json_out:
         print_json({**rep.as_dict(), "beam": beam, "unknown": unknown, "seconds": secs})
         return
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("sequence accuracy", f"{rep.accuracy:.4f}")
-    table.add_row("WER (%)", f"{rep.wer:.2f}")
-    table.add_row(f"token error rate (%, {model.target.kind} tokens)", f"{rep.ter:.2f}")
-    table.add_row("BLEU", "-" if rep.bleu is None else f"{rep.bleu:.2f}")
-    table.add_row("chrF", "-" if rep.chrf is None else f"{rep.chrf:.2f}")
-    table.add_row("sources", f"{rep.sequences:,}")
-    table.add_row("decoding", f"beam {beam}" if beam else "greedy")
-    table.add_row("sources/s", f"{rep.sequences / secs:,.0f}" if secs > 0 else "-")
-    Console(soft_wrap=True).print(table)
+    rows = [
+        ("sequence accuracy", f"{rep.accuracy:.4f}"),
+        ("WER (%)", f"{rep.wer:.2f}"),
+        (f"token error rate (%, {model.target.kind} tokens)", f"{rep.ter:.2f}"),
+        ("BLEU", "-" if rep.bleu is None else f"{rep.bleu:.2f}"),
+        ("chrF", "-" if rep.chrf is None else f"{rep.chrf:.2f}"),
+        ("sources", f"{rep.sequences:,}"),
+        ("decoding", f"beam {beam}" if beam else "greedy"),
+        ("sources/s", f"{rep.sequences / secs:,.0f}" if secs > 0 else "-"),
+    ]
+    Console(soft_wrap=True).print(figures(rows))
 
 
 def _conditional_perplexity(model, file: str, json_out: bool) -> None:
@@ -205,16 +196,15 @@ def _conditional_perplexity(model, file: str, json_out: bool) -> None:
     if json_out:
         print_json({**result.as_dict(), "examples": len(examples), "tokenizer": model.tokenizer.kind})
         return
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("perplexity (per token, EOS included)", f"{result.perplexity:.4f}")
-    table.add_row("bits per character (+1 per example for its end)", f"{result.bpc:.4f}")
-    table.add_row("loss (nats/token)", f"{result.loss:.4f}")
-    table.add_row(f"tokens scored ({model.tokenizer.kind})", f"{result.tokens:,}")
-    table.add_row("examples", f"{len(examples):,}")
-    table.add_row("unknown (not scored)", f"{result.unknown:,}")
-    Console(soft_wrap=True).print(table)
+    rows = [
+        ("perplexity (per token, EOS included)", f"{result.perplexity:.4f}"),
+        ("bits per character (+1 per example for its end)", f"{result.bpc:.4f}"),
+        ("loss (nats/token)", f"{result.loss:.4f}"),
+        (f"tokens scored ({model.tokenizer.kind})", f"{result.tokens:,}"),
+        ("examples", f"{len(examples):,}"),
+        ("unknown (not scored)", f"{result.unknown:,}"),
+    ]
+    Console(soft_wrap=True).print(figures(rows))
 
 
 def _seq2seq_perplexity(model, file: str, json_out: bool) -> None:
@@ -228,14 +218,13 @@ def _seq2seq_perplexity(model, file: str, json_out: bool) -> None:
     if json_out:
         print_json(result)
         return
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("perplexity (per target token, EOS included)", f"{result['perplexity']:.4f}")
-    table.add_row("loss (nats/token)", f"{loss:.4f}")
-    table.add_row("target tokens scored", f"{tokens:,}")
-    table.add_row("pairs", f"{len(pairs):,}")
-    Console(soft_wrap=True).print(table)
+    rows = [
+        ("perplexity (per target token, EOS included)", f"{result['perplexity']:.4f}"),
+        ("loss (nats/token)", f"{loss:.4f}"),
+        ("target tokens scored", f"{tokens:,}"),
+        ("pairs", f"{len(pairs):,}"),
+    ]
+    Console(soft_wrap=True).print(figures(rows))
 
 
 def _tag_accuracy(model, file: str, tag_column: str | None, json_out: bool) -> None:
@@ -252,34 +241,37 @@ def _tag_accuracy(model, file: str, tag_column: str | None, json_out: bool) -> N
     if json_out:
         print_json({**rep.as_dict(), "seconds": secs})
         return
+    sp = rep.spans
+    rows = [("token accuracy", f"{rep.accuracy:.4f}"),
+            ("unseen-token accuracy", "-" if rep.unseen_accuracy is None else f"{rep.unseen_accuracy:.4f}"),
+            ("sentence accuracy", f"{rep.sentence_accuracy:.4f}"), ("macro-F1 (tags)", f"{rep.macro_f1:.4f}"),
+            *([] if sp is None else [("span precision", f"{sp.precision:.4f}"), ("span recall", f"{sp.recall:.4f}"),
+                                     ("span F1", f"{sp.f1:.4f}")]),
+            ("tokens (unseen)", f"{rep.tokens:,} ({rep.unseen_tokens:,})"), ("sentences", f"{rep.sentences:,}"),
+            ("tokens/s", f"{rep.tokens / secs:,.0f}" if secs > 0 else "-")]
     console = Console(soft_wrap=True)
-    summary = Table(show_header=False, box=None)
-    summary.add_column(style="bold")
-    summary.add_column(justify="right")
-    summary.add_row("token accuracy", f"{rep.accuracy:.4f}")
-    summary.add_row("unseen-token accuracy", "-" if rep.unseen_accuracy is None else f"{rep.unseen_accuracy:.4f}")
-    summary.add_row("sentence accuracy", f"{rep.sentence_accuracy:.4f}")
-    summary.add_row("macro-F1 (tags)", f"{rep.macro_f1:.4f}")
-    if rep.spans is not None:
-        summary.add_row("span precision", f"{rep.spans.precision:.4f}")
-        summary.add_row("span recall", f"{rep.spans.recall:.4f}")
-        summary.add_row("span F1", f"{rep.spans.f1:.4f}")
-    summary.add_row("tokens (unseen)", f"{rep.tokens:,} ({rep.unseen_tokens:,})")
-    summary.add_row("sentences", f"{rep.sentences:,}")
-    summary.add_row("tokens/s", f"{rep.tokens / secs:,.0f}" if secs > 0 else "-")
-    console.print(summary)
-    per = Table(title="per tag", title_justify="left")
-    for name in ("tag", "precision", "recall", "F1", "support"):
-        per.add_column(name, justify="left" if name == "tag" else "right")
-    for row in rep.per_tag:
-        per.add_row(row["tag"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
-                    f"{row['support']:,}")
-    console.print(per)
-    if rep.spans is not None:
-        spans = Table(title="spans per type (CoNLL convention)", title_justify="left")
-        for name in ("type", "precision", "recall", "F1", "support"):
-            spans.add_column(name, justify="left" if name == "type" else "right")
-        for row in rep.spans.per_type:
-            spans.add_row(row["type"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
-                          f"{row['support']:,}")
-        console.print(spans)
+    console.print(figures(rows))
+    console.print(scores("per tag", "tag", rep.per_tag))
+    if sp is not None:
+        console.print(scores("spans per type (CoNLL convention)", "type", sp.per_type))
+
+
+def figures(rows: list[tuple[str, str]]) -> Table:
+    """Named figures as a two-column table: names in bold, values right-aligned."""
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def scores(title: str, key: str, rows: list[dict]) -> Table:
+    """Precision, recall, F1 and support per ``row[key]`` (a label, a tag, a span type)."""
+    table = Table(title=title, title_justify="left")
+    for name in (key, "precision", "recall", "F1", "support"):
+        table.add_column(name, justify="left" if name == key else "right")
+    for row in rows:
+        table.add_row(row[key], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                      f"{row['support']:,}")
+    return table

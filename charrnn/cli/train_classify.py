@@ -9,8 +9,7 @@ from pathlib import Path
 from ..config import ClassifierConfig, TrainConfig
 from ..errors import CharrnnError, ConfigError
 from .common import TokenizerKind, explicit, print_json
-from .train_setup import (check_out_free, default_out, open_run_dir, resumed_or_new, tokenizer_for_training,
-                          tokenizer_spec, with_display)
+from .train_setup import open_run_dir, task_run, tokenizer_for_training, tokenizer_spec, with_display
 
 # The classifier's architecture options (ClassifierConfig fields with a flag of the same name).
 MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "bidirectional", "pool", "one_hot")
@@ -35,7 +34,7 @@ class ClassifyOptions:
 def train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet,
                    json_out, val_file, opts: ClassifyOptions) -> None:
     from ..tasks.classify import ClassifyTask, prepare_labelled
-    from ..training import Trainer, distributed
+    from ..training import Trainer
 
     if len(corpus) != 1 or corpus[0] == "-":
         raise ConfigError("--task classify reads one labelled file or folder (validation data: --val-file)")
@@ -48,15 +47,8 @@ def train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file,
     if opts.embeddings is not None and explicit(ctx, ["one_hot"]).get("one_hot"):
         raise ConfigError("--embeddings initialise a learned embedding: they do not go with --one-hot")
     main = dist is None or dist.main
-    out = default_out(out, corpus)
-    checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, MODEL_FIELDS, TRAIN_DEFAULTS)
-    if checkpoint is not None and checkpoint.task != "classify":
-        raise ConfigError(f"{out} holds a {checkpoint.task} run: resume it without --task classify")
-    if checkpoint is None and train_cfg.effective_epochs != train_cfg.epochs:  # no limit was given
-        train_cfg = dataclasses.replace(train_cfg, epochs=DEFAULT_EPOCHS)
-    if dist is not None:
-        dist = distributed.use_device(dist, train_cfg.device)
-    check_out_free(dist, out, resume, overwrite)
+    out, checkpoint, train_cfg, dist = task_run(ctx, dist, corpus, out, resume, overwrite, "classify", MODEL_FIELDS,
+                                                TRAIN_DEFAULTS, DEFAULT_EPOCHS)
     labels = (checkpoint.task_state or {}).get("labels") if checkpoint is not None else None
     # Every process reads the (small) data itself; tokenizer training is deterministic.
     data = prepare_labelled(corpus[0], val_file, train_cfg.val_fraction, train_cfg.seed,

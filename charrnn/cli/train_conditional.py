@@ -8,7 +8,7 @@ from ..config import ConditionalConfig, TrainConfig
 from ..errors import ConfigError
 from .common import explicit, flag, print_json
 from .train_seq2seq import SEQ2SEQ_ONLY
-from .train_setup import check_out_free, default_out, open_run_dir, resumed_or_new, tokenizer_spec, with_display
+from .train_setup import open_run_dir, task_run, tokenizer_spec, with_display
 
 # The generator's architecture options (ConditionalConfig fields with a flag of the same name).
 MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "tie_weights", "label_dim", "label_init")
@@ -27,7 +27,7 @@ DEFAULT_EPOCHS = 10  # with no limit given
 def train_conditional(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet,
                       json_out, val_file, text_column, label_column) -> None:
     from ..tasks.conditional import ConditionalTask, prepare_conditional
-    from ..training import Trainer, distributed
+    from ..training import Trainer
 
     if len(corpus) != 1 or corpus[0] == "-":
         raise ConfigError("--task conditional reads one labelled file or folder (validation data: --val-file)")
@@ -35,15 +35,8 @@ def train_conditional(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_fi
     if given:
         raise ConfigError(f"{', '.join(given)}: not for --task conditional")
     main = dist is None or dist.main
-    out = default_out(out, corpus)
-    checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, MODEL_FIELDS, TRAIN_DEFAULTS)
-    if checkpoint is not None and checkpoint.task != "conditional":
-        raise ConfigError(f"{out} holds a {checkpoint.task} run: resume it without --task conditional")
-    if checkpoint is None and train_cfg.effective_epochs != train_cfg.epochs:  # no limit was given
-        train_cfg = dataclasses.replace(train_cfg, epochs=DEFAULT_EPOCHS)
-    if dist is not None:
-        dist = distributed.use_device(dist, train_cfg.device)
-    check_out_free(dist, out, resume, overwrite)
+    out, checkpoint, train_cfg, dist = task_run(ctx, dist, corpus, out, resume, overwrite, "conditional", MODEL_FIELDS,
+                                                TRAIN_DEFAULTS, DEFAULT_EPOCHS)
     labels = (checkpoint.task_state or {}).get("labels") if checkpoint is not None else None
     # Every process reads the (small) data itself; tokenizer training is deterministic.
     data = prepare_conditional(corpus[0], val_file, train_cfg.val_fraction, train_cfg.seed,

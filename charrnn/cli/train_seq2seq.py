@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..config import Seq2SeqConfig, TrainConfig
 from ..errors import ConfigError
 from .common import explicit, flag, print_json, warn
-from .train_setup import check_out_free, default_out, open_run_dir, resumed_or_new, with_display
+from .train_setup import open_run_dir, task_run, with_display
 
 # The encoder-decoder's architecture options (Seq2SeqConfig fields with a flag of the same name).
 MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "bidirectional", "attention",
@@ -39,7 +39,7 @@ class Seq2SeqOptions:
 def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, quiet, json_out, val_file,
                   opts: Seq2SeqOptions) -> None:
     from ..tasks.seq2seq import Seq2SeqTask, prepare_pairs
-    from ..training import Trainer, distributed
+    from ..training import Trainer
 
     if len(corpus) != 1 or corpus[0] == "-":
         raise ConfigError("--task seq2seq reads one file of source<TAB>target pairs (validation pairs: --val-file)")
@@ -48,15 +48,8 @@ def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, qui
         raise ConfigError(f"{', '.join(given)}: not for --task seq2seq (its tokenizers are --source-tokenizer and "
                           f"--target-tokenizer)")
     main = dist is None or dist.main
-    out = default_out(out, corpus)
-    checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, MODEL_FIELDS, TRAIN_DEFAULTS)
-    if checkpoint is not None and checkpoint.task != "seq2seq":
-        raise ConfigError(f"{out} holds a {checkpoint.task} run: resume it without --task seq2seq")
-    if checkpoint is None and train_cfg.effective_epochs != train_cfg.epochs:  # no limit was given
-        train_cfg = dataclasses.replace(train_cfg, epochs=DEFAULT_EPOCHS)
-    if dist is not None:
-        dist = distributed.use_device(dist, train_cfg.device)
-    check_out_free(dist, out, resume, overwrite)
+    out, checkpoint, train_cfg, dist = task_run(ctx, dist, corpus, out, resume, overwrite, "seq2seq", MODEL_FIELDS,
+                                                TRAIN_DEFAULTS, DEFAULT_EPOCHS)
     if checkpoint is not None:
         fixed = [flag(n) for n in explicit(ctx, SEQ2SEQ_ONLY + ("vocab_size",)) if n not in ("attention", "input_feeding")]
         if fixed:

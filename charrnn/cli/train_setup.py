@@ -194,3 +194,24 @@ def tokenizer_for_training(kind: TokenizerKind | None, vocab_size: int | None, t
                               f"one to train with")
         return tok
     return new_tokenizer(kind.value if kind is not None else "char", vocab_size, train_text)
+
+
+def task_run(ctx, dist, corpus: list[str], out: Path | None, resume: bool, overwrite: bool, task: str, model_fields,
+             defaults: TrainConfig, default_epochs: float):
+    """What every example-wise task (classify, seq2seq, tag, conditional) does first: the
+    run directory, the checkpoint to resume (which must be a run of ``task``) or None, the
+    TrainConfig (``defaults`` with what was given; ``default_epochs`` when no limit was
+    given), the process's device, and a refusal to start over an existing run.
+    Returns (out, checkpoint, train_cfg, dist)."""
+    from ..training import distributed
+
+    out = default_out(out, corpus)
+    checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, model_fields, defaults)
+    if checkpoint is not None and checkpoint.task != task:
+        raise ConfigError(f"{out} holds a {checkpoint.task} run: resume it without --task {task}")
+    if checkpoint is None and train_cfg.effective_epochs != train_cfg.epochs:  # no limit was given
+        train_cfg = dataclasses.replace(train_cfg, epochs=default_epochs)
+    if dist is not None:
+        dist = distributed.use_device(dist, train_cfg.device)
+    check_out_free(dist, out, resume, overwrite)
+    return out, checkpoint, train_cfg, dist

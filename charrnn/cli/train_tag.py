@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import TaggerConfig, TrainConfig
 from ..errors import CharrnnError, ConfigError
 from .common import explicit, flag, print_json
-from .train_setup import check_out_free, default_out, open_run_dir, resumed_or_new, with_display
+from .train_setup import open_run_dir, task_run, with_display
 
 # The tagger's architecture options (TaggerConfig fields with a flag of the same name).
 MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "char_embedding_dim", "char_hidden_size",
@@ -35,7 +35,7 @@ class TagOptions:
 
 def train_tag(ctx, dist, t0, corpus, out, overwrite, resume, quiet, json_out, val_file, opts: TagOptions) -> None:
     from ..tasks.tag import TagTask, TagVocab, prepare_tagged
-    from ..training import Trainer, distributed
+    from ..training import Trainer
 
     if len(corpus) != 1 or corpus[0] == "-":
         raise ConfigError("--task tag reads one CoNLL-U or token<TAB>tag file (validation data: --val-file)")
@@ -47,15 +47,8 @@ def train_tag(ctx, dist, t0, corpus, out, overwrite, resume, quiet, json_out, va
     if opts.freeze_embeddings and opts.embeddings is None:
         raise ConfigError("--freeze-embeddings needs --embeddings")
     main = dist is None or dist.main
-    out = default_out(out, corpus)
-    checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, MODEL_FIELDS, TRAIN_DEFAULTS)
-    if checkpoint is not None and checkpoint.task != "tag":
-        raise ConfigError(f"{out} holds a {checkpoint.task} run: resume it without --task tag")
-    if checkpoint is None and train_cfg.effective_epochs != train_cfg.epochs:  # no limit was given
-        train_cfg = dataclasses.replace(train_cfg, epochs=DEFAULT_EPOCHS)
-    if dist is not None:
-        dist = distributed.use_device(dist, train_cfg.device)
-    check_out_free(dist, out, resume, overwrite)
+    out, checkpoint, train_cfg, dist = task_run(ctx, dist, corpus, out, resume, overwrite, "tag", MODEL_FIELDS,
+                                                TRAIN_DEFAULTS, DEFAULT_EPOCHS)
     # Every process reads the (small) data itself.
     if checkpoint is not None:
         fixed = [flag(n) for n in explicit(ctx, ("tag_column", "word_dropout", "embeddings", "freeze_embeddings"))]

@@ -1,0 +1,61 @@
+"""The Python API of a trained sequence classifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..checkpoint import Checkpoint
+from ..errors import CheckpointError, ConfigError, CorpusError
+from ..runtime import resolve_device
+from ..tasks.classify import classify_ids, encode_texts
+from ..tasks.metrics import ClassificationReport, report
+
+
+class Classifier:
+    """A trained sequence classifier with its tokenizer and labels."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.tokenizer = checkpoint.tokenizer
+        self.labels: list[str] = list((checkpoint.task_state or {}).get("labels", []))
+        self.model = checkpoint.build_model(self.device)
+        if len(self.labels) != self.model.config.num_labels:
+            raise CheckpointError(f"{checkpoint.path}: the label list does not match the model")
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text (an empty text becomes one padding token: it still gets a label)."""
+        ids = encode_texts(self.tokenizer, texts)
+        pad = self.model.config.pad_id
+        return [seq if seq else [pad] for seq in ids]
+
+    def probabilities(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """Label probabilities (N, C) of each text, columns in the order of ``labels``."""
+        if not texts:
+            return torch.zeros(0, len(self.labels))
+        logits = classify_ids(self.model, self.encode(texts), self.device, batch_size=batch_size)
+        return torch.softmax(logits, dim=-1)
+
+    def predict(self, texts: list[str], top_k: int = 1, batch_size: int = 256) -> list[list[tuple[str, float]]]:
+        """For each text, its ``top_k`` most likely labels with their probabilities, best first."""
+        if top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, not {top_k}")
+        probs = self.probabilities(texts, batch_size)
+        k = min(top_k, len(self.labels))
+        values, index = probs.topk(k, dim=-1) if len(texts) else (probs, probs.long())
+        return [[(self.labels[i], p) for i, p in zip(row_i, row_p)] for row_i, row_p in
+                zip(index.tolist(), values.tolist())]
+
+    def evaluate(self, texts: list[str], gold: list[str]) -> ClassificationReport:
+        """Accuracy, macro-F1, per-label precision/recall/F1 and the confusion matrix."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        unknown = sorted({g for g in gold if g not in index})
+        if unknown:
+            raise CorpusError(f"label(s) the model was not trained on: {', '.join(map(repr, unknown))}")
+        predicted = self.probabilities(texts).argmax(dim=-1).tolist()
+        return report([index[g] for g in gold], predicted, self.labels)
+
+    def info(self) -> dict[str, Any]:
+        return self.checkpoint.summary()

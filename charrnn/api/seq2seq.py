@@ -1,0 +1,134 @@
+"""The Python API of a trained encoder-decoder (and of an ensemble of them)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..config import SampleConfig
+from ..decoding import Generation
+from ..errors import CheckpointError, ConfigError
+from ..runtime import resolve_device
+from ..tasks.seq2seq import encode_side, output_text, teacher_forced_nll
+from ..tasks.seq2seq_metrics import Seq2SeqReport, seq2seq_report
+
+
+class Seq2SeqModel:
+    """A trained encoder-decoder with its source and target tokenizers."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto", ensemble: list[Checkpoint] = ()):
+        """``ensemble``: more checkpoints with the same tokenizers (e.g. runs with other
+        seeds); decoding then averages the probabilities of all the models."""
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.tokenizer = checkpoint.tokenizer  # a PairTokenizer: .source, .target
+        self.source, self.target = self.tokenizer.source, self.tokenizer.target
+        self.model = checkpoint.build_model(self.device)
+        self.models = [self.model]
+        ratios = [float((checkpoint.task_state or {}).get("length_ratio", 2.0))]
+        for other in ensemble:
+            if other.task != "seq2seq":
+                raise CheckpointError(f"{other.path}: a {other.task} run cannot join an encoder-decoder ensemble")
+            if not _same_tokenizer(other.tokenizer, self.tokenizer):
+                raise CheckpointError(f"{other.path}: its tokenizers differ from those of {checkpoint.path}: an "
+                                      f"ensemble needs runs on the same data with the same tokenizer options")
+            self.models.append(other.build_model(self.device))
+            ratios.append(float((other.task_state or {}).get("length_ratio", 2.0)))
+        self.length_ratio = max(ratios)
+
+    def encode(self, sources: list[str]) -> list[list[int]]:
+        """Source ids of each text (an empty source becomes one padding token)."""
+        pad = self.model.config.src_pad_id
+        return [ids if ids else [pad] for ids in encode_side(self.source, sources)]
+
+    def count_unknown(self, sources: list[str]) -> int:
+        """Source tokens the source tokenizer does not know (read as its unknown id)."""
+        unk = self.source.unk_id
+        return 0 if unk is None else sum(ids.count(unk) for ids in encode_side(self.source, sources))
+
+    def limit(self, source_len: int) -> int:
+        """The most output tokens for a source of ``source_len`` tokens."""
+        from ..decoding.seq2seq import length_limit
+        from ..tasks.seq2seq import LENGTH_EXTRA
+
+        return length_limit(source_len, self.length_ratio, LENGTH_EXTRA)
+
+    def generate(self, sources: list[str], config: SampleConfig | None = None, batch_size: int = 256,
+                 **options: Any) -> list[list[Generation]]:
+        """For each source, its outputs as Generations (text, tokens, log-probability,
+        finish reason, beam score): the ``num_return`` best of a beam search (``beam``),
+        or ``num_samples`` samples, or the greedy output (``greedy=True``). Options are
+        SampleConfig fields; ``length`` caps every output (default: relative to the source)."""
+        from ..decoding.seq2seq import translate
+
+        config = config or SampleConfig(**options)
+        if not sources:
+            return []
+        limit = None if config.length is not None else self.limit
+        outs = translate(self.models, self.encode(sources), config, self.target.detokenizer, self.target.banned_ids,
+                         limit=limit, batch_size=batch_size)
+        for gens in outs:
+            for g in gens:
+                g.text = output_text(self.target.kind, g.text)
+        return outs
+
+    def predict(self, sources: list[str], beam: int = 0, n_best: int = 1, length_penalty: float = 1.0,
+                batch_size: int = 256, **options: Any) -> list[list[tuple[str, float]]]:
+        """For each source, its ``n_best`` outputs with their scores, best first: greedy
+        by default (scores are log-probabilities), beam search with ``beam`` > 0 (scores
+        are log-probabilities / length ** length_penalty), or samples with
+        ``temperature=...`` (and other SampleConfig options)."""
+        if n_best < 1:
+            raise ConfigError(f"n_best must be >= 1, not {n_best}")
+        if beam and n_best > beam:
+            raise ConfigError(f"n_best ({n_best}) cannot exceed the beam ({beam})")
+        if beam:
+            config = SampleConfig(beam=beam, num_return=n_best, length_penalty=length_penalty, **options)
+        elif options:
+            config = SampleConfig(num_samples=n_best, **options)
+        else:
+            if n_best > 1:
+                raise ConfigError("n_best > 1 needs a beam search (beam=K) or sampling (temperature=...)")
+            config = SampleConfig(greedy=True)
+        outs = self.generate(sources, config, batch_size)
+        return [[(g.text, g.score if g.score is not None else g.logprob) for g in gens] for gens in outs]
+
+    def evaluate(self, sources: list[str], references: list[list[str]], beam: int = 0,
+                 length_penalty: float = 1.0, batch_size: int = 256) -> Seq2SeqReport:
+        """Exact-match accuracy (any reference), WER, token error rate, BLEU and chrF of
+        the outputs for distinct ``sources``, each with its references."""
+        outs = self.predict(sources, beam=beam, length_penalty=length_penalty, batch_size=batch_size)
+        symbols = str.split if self.target.kind in ("space", "word") else list
+        return seq2seq_report([o[0][0] for o in outs], references, symbols)
+
+    def perplexity(self, sources: list[str], targets: list[str]) -> tuple[float, int]:
+        """Teacher-forced mean loss (nats per target token, EOS included) of ``targets``
+        given ``sources``, and the number of tokens scored."""
+        c = self.model.config
+        src = self.encode(sources)
+        tgt = [[c.sos_id, *ids, c.eos_id] for ids in encode_side(self.target, targets)]
+        total, count = teacher_forced_nll(self.model, src, tgt, self.device)
+        return total / max(count, 1), count
+
+    def info(self) -> dict[str, Any]:
+        return self.checkpoint.summary()
+
+
+def _same_tokenizer(a, b) -> bool:
+    (meta_a, tensors_a), (meta_b, tensors_b) = a.state(), b.state()
+    return meta_a == meta_b and tensors_a.keys() == tensors_b.keys() and all(
+        torch.equal(tensors_a[k], tensors_b[k]) for k in tensors_a)
+
+
+def load_ensemble(paths: list[str | os.PathLike], device: str = "auto", latest: bool = False) -> Seq2SeqModel:
+    """Several encoder-decoder runs (same data and tokenizers, e.g. other seeds) as one
+    model whose decoding averages their probabilities."""
+    if not paths:
+        raise ConfigError("an ensemble needs at least one run")
+    cks = [load_checkpoint(p, latest=latest) for p in paths]
+    if cks[0].task != "seq2seq":
+        raise CheckpointError(f"{cks[0].path}: ensembles are for encoder-decoders (seq2seq), not a {cks[0].task} run")
+    return Seq2SeqModel(cks[0], device=device, ensemble=cks[1:])

@@ -12,19 +12,13 @@ import sys
 import pytest
 
 import charrnn
-from charrnn.cli import main
+from test_cli import run
 
 
 def cli(capsys, argv=(), env=None, monkeypatch=None) -> tuple[int, str, str]:
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run(capsys, *argv)
 
 
 def test_version_is_the_package_metadata(capsys):

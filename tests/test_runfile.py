@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import typer
 
-from charrnn.cli import app, main
+from charrnn.cli import app
 from charrnn.cli.runfile import _toml
 from conftest import TINY_TEXT
+from test_cli import run
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,14 +47,7 @@ eval-interval = 3
 """
 
 
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = run  # test_cli.run: the CLI in-process -> (exit code, stdout, stderr)
 
 
 def ok(capsys, *argv) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import SampleConfig
-from ..models.cells import State
+from ..models.cells import State, select_rows
 from ..models.conditional import ConditionalGenerator
 from ..runtime import autocast
 from .beam import batch_beam_steps
@@ -50,10 +50,7 @@ class ConditionalStep:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Row i takes the state (and label) of row index[i]."""
-        if isinstance(self.state, tuple):
-            self.state = tuple(s.index_select(1, index) for s in self.state)
-        else:
-            self.state = self.state.index_select(1, index)
+        self.state = select_rows(self.state, index)
         self.label_vec = self.label_vec.index_select(0, index)
 
     def keep_sources(self, positions: torch.Tensor) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 
 from ..config import SampleConfig
-from ..models.cells import State
+from ..models.cells import State, select_rows
 from ..models.seq2seq import Memory, Seq2Seq
 from ..runtime import autocast
 from .beam import batch_beam_steps
@@ -56,10 +56,7 @@ class Seq2SeqStep:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Row i takes the state of row index[i]; the rows of a source stay its own."""
-        if isinstance(self.state, tuple):
-            self.state = tuple(s.index_select(1, index) for s in self.state)
-        else:
-            self.state = self.state.index_select(1, index)
+        self.state = select_rows(self.state, index)
         if self.feed is not None:
             self.feed = self.feed.index_select(0, index)
 

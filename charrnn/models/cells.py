@@ -42,6 +42,13 @@ def detach_state(state: State | None) -> State | None:
     return state.detach()
 
 
+
+def select_rows(state: State, index: torch.Tensor) -> State:
+    """The state (L, N, H) (or an LSTM's pair) with row i taken from row ``index[i]``."""
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index) for s in state)
+    return state.index_select(1, index)
+
 # One time step of each cell kind, with nn.LSTM/GRU/RNN's weights and arithmetic.
 _CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
 

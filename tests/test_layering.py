@@ -8,6 +8,8 @@
     tasks                               what is specific to a task (validation may decode)
     training                            the one loop (knows the Task interface)
     api                                 the Python API over all of it
+    diagnostics                         numbers about a model's insides (gradients, memory,
+                                        surprisal, neurons); drawing them is the cli's
     serve                               the HTTP server over the API (FastAPI; never prints)
     cli                                 the only place that prints, parses options, uses typer/rich
 
@@ -32,7 +34,7 @@ LAYERS = {
     "decoding": 5,
     "tasks": 6,
     "training": 7,
-    "api": 8, "export": 8,
+    "api": 8, "export": 8, "diagnostics": 8,
     "serve": 8.5,
     "cli": 9, "__main__": 10, "__init__": 10,
 }

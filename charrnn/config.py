@@ -53,10 +53,20 @@ class ModelConfig:
     layers: int = 2
     hidden_size: int = 512
     embedding_dim: int = 64
-    dropout: float = 0.1
+    dropout: float = 0.1  # between recurrent layers and before the output layer
     tie_weights: bool = False
+    # Regularisation from AWD-LSTM (models/regularize.py); all off by default (measured on
+    # the CPU budgets, benchmarks/RESULTS.md "Regularisation"). Older checkpoints lack
+    # these keys and load with them off, which is the model they were trained as.
+    weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden matrices
+    input_dropout: float = 0.0  # dropout on the embedded input
+    embedding_dropout: float = 0.0  # whole token types dropped from the embedding
+    variational: bool = False  # dropout masks shared by all time steps of a window
 
     def __post_init__(self) -> None:
+        for name in ("weight_drop", "input_dropout", "embedding_dropout"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 1.0, f"{name} must be in [0, 1), not {value}")
         _check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         _check(self.vocab_size >= 0, "vocab_size must be >= 0")
         _check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
@@ -82,6 +92,11 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    # Activation regularisation of a language model (AWD-LSTM): ar * mean(dropped output^2)
+    # and tar * mean((h_t - h_{t-1})^2) over the top layer's outputs, added to the loss
+    # (the train loss reported stays the cross-entropy alone).
+    ar: float = 0.0
+    tar: float = 0.0
     max_steps: int | None = None
     epochs: float | None = None
     time_budget: float | None = None  # seconds of wall time, final evaluation and save included
@@ -111,6 +126,8 @@ class TrainConfig:
         _check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, not {self.warmup_steps}")
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, not {self.weight_decay}")
         _check(self.grad_clip > 0, f"grad_clip must be > 0, not {self.grad_clip}")
+        _check(math.isfinite(self.ar) and self.ar >= 0, f"ar must be >= 0, not {self.ar}")
+        _check(math.isfinite(self.tar) and self.tar >= 0, f"tar must be >= 0, not {self.tar}")
         _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, not {self.max_steps}")
         _check(self.epochs is None or self.epochs > 0, f"epochs must be > 0, not {self.epochs}")
         _check(

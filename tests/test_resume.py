@@ -30,12 +30,13 @@ def windows_per_epoch() -> int:
     return StreamBatches.build(compact(tok.encode(TRAIN), tok.vocab_size), 3, 11).windows_per_epoch
 
 
-def make(run_dir, cell="lstm", resume=False, trainer_cls=Trainer, events=None, task_cls=LanguageModelTask, **kw):
+def make(run_dir, cell="lstm", resume=False, trainer_cls=Trainer, events=None, task_cls=LanguageModelTask,
+         model=None, **kw):
     cfg = TrainConfig(**{**BASE, **kw})
     ck = load_checkpoint(run_dir, latest=True, resume=True) if resume else None
     rd = RunDirectory(run_dir, resume=resume)
     corpus = Corpus.from_texts(TRAIN, VAL, ck.tokenizer if ck else None)
-    task = task_cls(corpus, ModelConfig(cell=cell, **MODEL), cfg)
+    task = task_cls(corpus, ModelConfig(cell=cell, **{**MODEL, **(model or {})}), cfg)
     t = trainer_cls(task, cfg, rd, on_event=(events.append if events is not None else lambda e: None), resume=ck)
     task.trainer = t  # the test tasks below act on the trainer's step
     return t

@@ -74,7 +74,8 @@ class Task:
 
     def loss(self, net: nn.Module, batch: Any, device: torch.device, dtype: torch.dtype | None) -> tuple[torch.Tensor, int]:
         """The loss of ``batch`` through ``net`` (the model or its DDP wrapper), and the
-        number of items (tokens, examples) it covers on this process."""
+        number of items (tokens, examples) it covers on this process; optionally a third
+        element, the loss to report when the one trained on adds regularisation terms."""
         raise NotImplementedError
 
     def keep(self, ok: torch.Tensor) -> None:

@@ -50,6 +50,7 @@ class LanguageModelTask(Task):
         self.val_size = self.val_ids.numel()
         self._fingerprint = corpus.fingerprint
         self.model_config = dataclasses.replace(model_config, vocab_size=tok.vocab_size)
+        self.ar, self.tar = cfg.ar, cfg.tar
         self.state: State | None = None
         self.before: State | None = None
 
@@ -84,9 +85,15 @@ class LanguageModelTask(Task):
         self.before = self.state
         x = x.to(device, dtype=torch.long, non_blocking=True)
         y = y.to(device, dtype=torch.long, non_blocking=True)
+        if not (self.ar or self.tar):
+            with autocast(device, dtype):
+                logits, self.state = net(x, self.before)
+            return self.cross_entropy(logits, y), x.numel()
         with autocast(device, dtype):
-            logits, self.state = net(x, self.before)
-        return self.cross_entropy(logits, y), x.numel()
+            logits, self.state, out, dropped = net(x, self.before, hidden=True)
+        ce = self.cross_entropy(logits, y)
+        reg = self.ar * dropped.float().pow(2).mean() + self.tar * (out[:, 1:] - out[:, :-1]).float().pow(2).mean()
+        return ce + reg, x.numel(), ce.detach()
 
     def cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of a window (a method, so tests can poison it)."""

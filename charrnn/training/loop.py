@@ -180,7 +180,7 @@ class Trainer:
         """One batch: forward, backward, clip, and an update unless something is not finite."""
         opt = self.opt
         batch = self.task.batches.next()
-        loss, items = self.task.loss(self.net, batch, self.device, self.dtype)
+        loss, items, *shown = self.task.loss(self.net, batch, self.device, self.dtype)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
@@ -188,6 +188,10 @@ class Trainer:
         if self.dist:  # the mean over the ranks: the loss of the global batch, the same on every rank
             loss = distributed.all_reduce(self.dist, loss.float()) / self.world
         ok = torch.isfinite(loss) & torch.isfinite(norm)
+        if shown:  # the task reports a loss without its regularisation terms
+            loss = shown[0].float()
+            if self.dist:
+                loss = distributed.all_reduce(self.dist, loss) / self.world
         if self.fused:
             opt.found_inf = (~ok).float()  # the kernel leaves weights and moments alone when set
             opt.step()

@@ -55,7 +55,7 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "wikitext-2"
 
 
-def one_run(spec: str, data: Path, budget: float, threads: int, tmp: Path) -> dict:
+def one_run(spec: str, data: Path, budget: float, threads: int, tmp: Path, dynamic: bool = False) -> dict:
     """Train one model within ``budget`` seconds and score it on test.txt."""
     import charrnn
 
@@ -71,10 +71,11 @@ def one_run(spec: str, data: Path, budget: float, threads: int, tmp: Path) -> di
     if proc.returncode:
         raise SystemExit(f"{spec}: {proc.stderr}")
     summary = json.loads(proc.stdout)
-    # 16 warmed-up parallel streams (each reads the 256 tokens before its part first): within
-    # 1e-6 bpc of one stream carried through the whole text (eval_throughput.py), 3x faster.
-    ev = subprocess.run([sys.executable, "-m", "charrnn", "eval", "perplexity", str(out), str(data / "test.txt"), "--json",
-                         "--streams", "16"],
+    # 16 warmed-up parallel streams (the default: each reads the 256 tokens before its part
+    # first): within 1e-6 bpc of one stream carried through the whole text
+    # (eval_throughput.py), 3x faster. Dynamic evaluation (--dynamic) reads one stream.
+    ev = subprocess.run([sys.executable, "-m", "charrnn", "eval", "perplexity", str(out), str(data / "test.txt"), "--json"]
+                        + (["--dynamic"] if dynamic else []),
                         capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if ev.returncode:
         raise SystemExit(f"{spec}: {ev.stderr}")
@@ -86,7 +87,9 @@ def one_run(spec: str, data: Path, budget: float, threads: int, tmp: Path) -> di
             "steps": summary["steps"], "tokens_per_sec": summary["train_tokens_per_sec"],
             "chars_per_token": chars_per_token, "chars_per_sec": summary["train_tokens_per_sec"] * chars_per_token,
             "test_bpc": test["bpc"], "test_token_perplexity": test["perplexity"], "test_tokens": test["tokens"],
-            "test_chars": test["chars"], "seconds": summary["elapsed"], "wall": wall}
+            "test_chars": test["chars"], "seconds": summary["elapsed"], "wall": wall,
+            "test_bpc_dynamic": (test.get("dynamic") or {}).get("bpc"),
+            "dynamic_seconds_per_100k_chars": (test.get("dynamic") or {}).get("seconds_per_100k_chars")}
 
 
 def main() -> None:
@@ -96,6 +99,7 @@ def main() -> None:
     ap.add_argument("--runs", default=",".join(RUNS), help="comma-separated KIND or KIND:VOCAB_SIZE")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
+    ap.add_argument("--dynamic", action="store_true", help="also score test.txt with dynamic evaluation")
     args = ap.parse_args()
 
     data = args.data or default_data_dir()
@@ -104,7 +108,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.runs.split(","):
-            results.append(one_run(spec.strip(), data, args.budget, args.threads, Path(tmp)))
+            results.append(one_run(spec.strip(), data, args.budget, args.threads, Path(tmp), args.dynamic))
             print(json.dumps(results[-1]), file=sys.stderr)
 
     rows = ["| tokenizer | vocab | params | steps | tokens/s | chars/s | chars/token | test bpc | test ppl (per token) |",
@@ -113,8 +117,13 @@ def main() -> None:
         rows.append(f"| {r['kind']} | {r['vocab_size']:,} | {r['params'] / 1e6:.2f} M | {r['steps']:,} | "
                     f"{r['tokens_per_sec']:,.0f} | {r['chars_per_sec']:,.0f} | {r['chars_per_token']:.2f} | "
                     f"**{r['test_bpc']:.4f}** | {r['test_token_perplexity']:.2f} |")
+    if args.dynamic:
+        rows.append("\ndynamic evaluation (`eval perplexity --dynamic`, default settings), test bpc: " + "; ".join(
+            f"{r['kind']} **{r['test_bpc_dynamic']:.4f}** ({(r['test_bpc_dynamic'] / r['test_bpc'] - 1) * 100:+.2f}%, "
+            f"{r['dynamic_seconds_per_100k_chars']:.1f} s per 100k chars)" for r in results))
     table = "\n".join(rows)
-    cmd = f"python benchmarks/wikitext_tokenizers.py --budget {args.budget:g} --runs {args.runs} --threads {args.threads}"
+    cmd = (f"python benchmarks/wikitext_tokenizers.py --budget {args.budget:g} --runs {args.runs} --threads {args.threads}"
+           + (" --dynamic" if args.dynamic else ""))
     data_out = {"benchmark": "wikitext_tokenizers", "budget": args.budget, "threads": args.threads, "results": results}
     if args.no_record:
         print(table)

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import CharrnnError
+from . import dynamic_eval as dyn
+from . import surprisal_view as sv
 from .app import eval_app
 from .common import (CheckpointArg, load_model, Device, DeviceOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt, print_json,
                      require_language_model, warn)
@@ -20,11 +22,19 @@ from .common import (CheckpointArg, load_model, Device, DeviceOpt, JsonOpt, Late
 def perplexity(
     checkpoint: CheckpointArg,
     file: Annotated[str, typer.Argument(help="Text to score (UTF-8), '-' for stdin, or a registered corpus name.", show_default=False)],
-    streams: Annotated[int, typer.Option(min=1, help="Score as this many parallel streams, each warmed up on the 256 tokens before its part: about 3x faster than 1 stream and within 1e-6 bpc of it on tinyshakespeare; 1 is exact. Texts shorter than 512 tokens per stream use 1.")] = 16,
+    streams: Annotated[Optional[int], typer.Option(min=1, help="Score as this many parallel streams, each warmed up on the 256 tokens before its part: about 3x faster than 1 stream and within 1e-6 bpc of it on tinyshakespeare; 1 is exact. Texts shorter than 512 tokens per stream use 1. [default: 16; 1 for --dynamic's score]", show_default=False)] = None,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
     precision: Annotated[Precision, typer.Option(help="fp32 is exact; bf16 (or auto) is faster where the hardware has it.", rich_help_panel="Hardware")] = Precision.fp32,
     replace_invalid: ReplaceOpt = False,
+    show: sv.ShowOpt = False,
+    html: sv.HtmlOpt = None,
+    show_chars: sv.ShowCharsOpt = 5000,
+    dynamic: dyn.DynamicOpt = False,
+    dynamic_lr: dyn.LrOpt = dyn.DEFAULTS["lr"],
+    dynamic_decay: dyn.DecayOpt = dyn.DEFAULTS["decay"],
+    dynamic_segment: dyn.SegmentOpt = dyn.DEFAULTS["segment"],
+    dynamic_rule: dyn.RuleOpt = dyn.DEFAULTS["rule"],
     json_out: JsonOpt = False,
 ) -> None:
     """Perplexity per token and bits per character of a text under a trained model (an
@@ -38,7 +48,11 @@ def perplexity(
     from ..runtime import bf16_fallback_note
     from ..text.io import read_text
 
+    dyn_cfg = dyn.config(dynamic_lr, dynamic_decay, dynamic_segment, dynamic_rule) if dynamic else None
     lm = load(checkpoint, device=device.value, latest=latest)
+    sv.check(lm, checkpoint, show, html)
+    if dynamic and not hasattr(lm, "evaluate_dynamic"):
+        raise CharrnnError(f"{checkpoint}: --dynamic is for language models")
     if _is_seq2seq(lm):
         _seq2seq_perplexity(lm, file, json_out)
         return
@@ -55,15 +69,18 @@ def perplexity(
     if len(text) < 2:
         raise CharrnnError(f"{file}: needs at least 2 characters to score (the first one is only context)")
     t = time.perf_counter()
-    result = lm.evaluate(text, streams=streams, precision=precision.value)
+    result = lm.evaluate(text, streams=16 if streams is None else streams, precision=precision.value)
     secs = time.perf_counter() - t
     if result.tokens == 0 and not result.unknown:
         raise CharrnnError(f"{file}: needs at least 2 tokens to score (the first one is only context); this text is "
                            f"one {lm.tokenizer.kind} token")
     if result.unknown:
         warn(f"{result.unknown} character(s) never seen in training were read but not scored (counted as 'unknown')")
+    view = sv.render(lm, text, result, show=show, page=html, limit=show_chars, json_out=json_out,
+                     name=file) if show or html else {}
+    extra = dyn.score(lm, text, dyn_cfg, streams or 1, result)[1] if dyn_cfg else {}
     if json_out:
-        print_json({**result.as_dict(), "tokenizer": lm.tokenizer.kind, "seconds": secs})
+        print_json({**result.as_dict(), "tokenizer": lm.tokenizer.kind, "seconds": secs, **view, **extra})
         return
     rows = [
         ("perplexity (per token)", f"{result.perplexity:.4f}"),
@@ -73,7 +90,7 @@ def perplexity(
         ("characters scored", f"{result.chars:,}"),
         ("unknown (not scored)", f"{result.unknown:,}"),
         ("chars/s", f"{result.chars / secs:,.0f}" if secs > 0 else "-"),
-    ]
+    ] + (dyn.rows(extra) if extra else [])
     Console(soft_wrap=True).print(figures(rows))
 
 

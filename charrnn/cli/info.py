@@ -78,9 +78,21 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
     bptt = f", bptt {tc.bptt}" if ck.task == "lm" else ""
     table.add_row("training", f"batch {tc.batch_size}{bptt}, lr {tc.lr:g}, warmup {tc.warmup_steps}, "
                   f"grad clip {tc.grad_clip:g}, weight decay {tc.weight_decay:g}, seed {tc.seed}")
+    if ck.task == "lm" and _regularisation(ck.model_config, tc):
+        table.add_row("regularisation", _regularisation(ck.model_config, tc))
     if ck.sizing and ck.sizing.get("auto"):
         table.add_row("size", ck.sizing["reason"])
     console.print(table)
+
+
+def _regularisation(m, tc) -> str:
+    """A language model's AWD-LSTM options that are on, as the flags name them ("" if none)."""
+    parts = [f"{name.replace('_', ' ')} {getattr(src, name):g}" for src, name in
+             ((m, "weight_drop"), (m, "input_dropout"), (m, "embedding_dropout"), (tc, "ar"), (tc, "tar"))
+             if getattr(src, name, 0.0)]
+    if getattr(m, "variational", False):
+        parts.append("variational dropout")
+    return ", ".join(parts)
 
 
 def _model_line(task: str, m) -> str:

@@ -72,11 +72,16 @@ NOT_IN_FILE = {
                  "exists)",
     "nproc": "give --nproc on the command line (it says how to start this command's processes)",
 }
-NOT_SAVED = {"quiet", "json_out"}  # how this command shows progress, not what the run is
+# How this command shows progress, not what the run is. --tensorboard is an output
+# location like --out, but unlike --out it is not kept either: 'train --config
+# RUN/config.toml --out NEW' would send the new run's events into the old run's directory,
+# where a new run purges the events already there (cli/tensorboard.py). A run file may
+# still name it, and --resume may give it.
+NOT_SAVED = {"quiet", "json_out", "tensorboard"}
 # What a run file may give to --resume: where the data is, and what a resume may change.
 ON_RESUME = {"corpus", "task", "out", "val_file", "replace_invalid", "text_column", "label_column", "max_steps",
              "epochs", "time_budget", "eval_interval", "log_interval", "device", "precision", "threads",
-             "rollback_after", "max_rollbacks", "rollback_lr_factor", "quiet", "json_out"}
+             "rollback_after", "max_rollbacks", "rollback_lr_factor", "quiet", "json_out", "tensorboard"}
 TOP = ("task", "corpus")  # keys written before any section
 DERIVED = {"vocab_size"}  # config fields named as an option but set from the data (a model's vocabulary)
 
@@ -272,15 +277,16 @@ def not_for(task: str) -> set[str]:
     from .train_classify import CLASSIFY_ONLY
     from .train_conditional import CONDITIONAL_ONLY, NOT_CONDITIONAL
     from .train_seq2seq import NOT_SEQ2SEQ, SEQ2SEQ_ONLY
+    from .train_setup import LM_ONLY
     from .train_tag import NOT_TAG, TAG_ONLY
 
     others = set(SEQ2SEQ_ONLY) | set(TAG_ONLY) | set(CONDITIONAL_ONLY)
     return {
         "lm": set(CLASSIFY_ONLY) | others,
-        "classify": {"tie_weights"} | others,
-        "seq2seq": set(NOT_SEQ2SEQ) | set(CONDITIONAL_ONLY),
-        "tag": set(NOT_TAG) | set(SEQ2SEQ_ONLY) | set(CONDITIONAL_ONLY),
-        "conditional": set(NOT_CONDITIONAL) | set(TAG_ONLY),
+        "classify": {"tie_weights"} | others | set(LM_ONLY),
+        "seq2seq": set(NOT_SEQ2SEQ) | set(CONDITIONAL_ONLY) | set(LM_ONLY),
+        "tag": set(NOT_TAG) | set(SEQ2SEQ_ONLY) | set(CONDITIONAL_ONLY) | set(LM_ONLY),
+        "conditional": set(NOT_CONDITIONAL) | set(TAG_ONLY) | set(LM_ONLY),
     }[task]
 
 

@@ -18,7 +18,7 @@ from .app import app, err
 from .completion import complete_run_file
 from .common import (_C, _G, _M, _Q, _T, Attention, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, Pool, Precision,
                      ReplaceOpt, SideTokenizer, TaskKind, TokenizerKind, VocabSizeOpt, explicit, flag, print_json)
-from .train_setup import (_MODEL_FIELDS, check_out_free, default_out, open_run_dir, prepare_on_every_rank, resumed_or_new,
+from .train_setup import (_MODEL_FIELDS, LM_ONLY, check_out_free, default_out, open_run_dir, prepare_on_every_rank, resumed_or_new,
                           size_model, tokenizer_spec, with_display)
 from .train_classify import CLASSIFY_ONLY, ClassifyOptions, train_classify
 from .train_conditional import CONDITIONAL_ONLY, DEFAULTS as _D, train_conditional
@@ -40,6 +40,12 @@ def train(
     embedding_dim: Annotated[int, typer.Option(min=1, help="Size of the token embedding.", rich_help_panel="Model")] = _M.embedding_dim,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between recurrent layers and before the output layer.", rich_help_panel="Model")] = _M.dropout,
     tie_weights: Annotated[bool, typer.Option("--tie-weights/--no-tie-weights", help="Share the embedding and output matrices (needs embedding-dim == hidden-size).", rich_help_panel="Model")] = _M.tie_weights,
+    weight_drop: Annotated[float, typer.Option(min=0.0, max=0.99, help="DropConnect on the hidden-to-hidden matrices: one mask per training window (AWD-LSTM; language model).", rich_help_panel="Regularisation")] = _M.weight_drop,
+    input_dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on the embedded input (language model).", rich_help_panel="Regularisation")] = _M.input_dropout,
+    embedding_dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Drop whole token types from the embedding for a window (language model).", rich_help_panel="Regularisation")] = _M.embedding_dropout,
+    variational: Annotated[bool, typer.Option("--variational/--no-variational", help="Variational (locked) dropout: --dropout and --input-dropout masks shared by every time step of a window (language model).", rich_help_panel="Regularisation")] = _M.variational,
+    ar: Annotated[float, typer.Option(min=0.0, help="Activation regularisation: add this times the mean square of the top layer's (dropped) outputs to the loss (language model).", rich_help_panel="Regularisation")] = _T.ar,
+    tar: Annotated[float, typer.Option(min=0.0, help="Temporal activation regularisation: add this times the mean square of the change of the top layer's outputs from one step to the next (language model).", rich_help_panel="Regularisation")] = _T.tar,
     bidirectional: Annotated[bool, typer.Option("--bidirectional/--no-bidirectional", help="Read each example (classify), source (seq2seq encoder) or sentence (tag) in both directions (not a language model).", rich_help_panel="Model")] = _C.bidirectional,
     pool: Annotated[Pool, typer.Option(help="How the outputs over an example become one vector: last state (of each direction), mean, max, or learned attention (classify).", rich_help_panel="Classification")] = Pool(_C.pool),
     one_hot: Annotated[bool, typer.Option("--one-hot", help="Feed each token as a one-hot vector instead of a learned embedding (classify).", rich_help_panel="Classification")] = _C.one_hot,
@@ -93,6 +99,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint, exactly where it stopped. Only the limits (--max-steps, --epochs, --time-budget, counted over the whole run), --eval-interval, --log-interval, hardware and divergence options may change.", callback=runfile.on_resume, rich_help_panel="Output")] = False,
     eval_interval: Annotated[int, typer.Option(min=1, help="Steps between validations (and checkpoint saves).", rich_help_panel="Output")] = _T.eval_interval,
     log_interval: Annotated[int, typer.Option(min=1, help="Steps between progress updates.", rich_help_panel="Output")] = _T.log_interval,
+    tensorboard: Annotated[Optional[Path], typer.Option(help="Also write the curves (train loss and bpc, validation figures, learning rate, throughput, epoch) as TensorBoard events in this directory: one per run, e.g. tb/NAME, and 'tensorboard --logdir tb' compares them. --resume continues its log. Needs pip install 'charrnn\\[tensorboard]'. Not kept in RUN/config.toml.", show_default=False, rich_help_panel="Output")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="Output")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -109,6 +116,10 @@ def train(
             t0 = time.perf_counter() - max(time.time() - float(os.environ[_START_ENV]), 0.0)
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    if tensorboard is not None:
+        from .tensorboard import check as check_tensorboard
+
+        check_tensorboard(tensorboard)  # the package, before any work
     several = (nproc or 1) > 1 or distributed.launched()
     if several and "-" in corpus:
         raise ConfigError("training with several processes reads the corpus from files, not '-' (stdin)")
@@ -132,6 +143,9 @@ def train(
     # RUN/config.toml, written when this command saves a checkpoint (cli/runfile.py).
     keeper = runfile.Keeper(ctx, default_out(out, corpus), task.value, resume)
     with distributed.session(dist), keeper:
+        given = [flag(n) for n in explicit(ctx, LM_ONLY)]
+        if given and task != TaskKind.lm:
+            raise ConfigError(f"{', '.join(given)}: for a language model (--task lm) only")
         given = [flag(n) for n in explicit(ctx, CONDITIONAL_ONLY)]
         if given and task != TaskKind.conditional:
             raise ConfigError(f"{', '.join(given)}: for --task conditional only")
@@ -174,7 +188,9 @@ def train(
         _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, overwrite, resume, quiet, json_out,
                val_file, replace_invalid, ModelConfig(cell=cell.value, layers=layers, hidden_size=hidden_size,
                                                      embedding_dim=embedding_dim, dropout=dropout,
-                                                     tie_weights=tie_weights))
+                                                     tie_weights=tie_weights, weight_drop=weight_drop,
+                                                     input_dropout=input_dropout,
+                                                     embedding_dropout=embedding_dropout, variational=variational))
 
 
 def _cuda_available() -> bool:
@@ -244,7 +260,7 @@ def _train(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file, out, ov
     try:
         result = with_display(quiet, main, lambda on_event: run_training(
             None, None, model_cfg, train_cfg, run_dir, on_event=on_event, start_time=t0, resume=checkpoint,
-            corpus=data, dist=dist, sizing=sizing))
+            corpus=data, dist=dist, sizing=sizing), ctx.params.get("tensorboard"))
     except CorpusTooSmallError as e:
         raise CharrnnError(
             f"the {e.split} text has {e.tokens:,} tokens, too few for {_FLAG_OF['batch_size']} {e.batch_size} "

@@ -69,7 +69,7 @@ def train_classify(ctx, dist, t0, corpus, tokenizer, vocab_size, tokenizer_file,
                             freeze=bool(state.get("freeze_embeddings")), embedding_report=state.get("embeddings"))
     run_dir = open_run_dir(dist, out, overwrite, resume)
     result = with_display(quiet, main, lambda on_event: Trainer(
-        task, train_cfg, run_dir, on_event, t0, checkpoint, dist).run())
+        task, train_cfg, run_dir, on_event, t0, checkpoint, dist).run(), ctx.params.get("tensorboard"))
     if json_out and main:
         print_json(result.summary)
 

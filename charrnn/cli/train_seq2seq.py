@@ -77,6 +77,6 @@ def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, qui
             warn(f"{data.unknown:,} source token(s) of the validation pairs never occur in the training sources")
     run_dir = open_run_dir(dist, out, overwrite, resume)
     result = with_display(quiet, main, lambda on_event: Trainer(
-        task, train_cfg, run_dir, on_event, t0, checkpoint, dist).run())
+        task, train_cfg, run_dir, on_event, t0, checkpoint, dist).run(), ctx.params.get("tensorboard"))
     if json_out and main:
         print_json(result.summary)

@@ -12,7 +12,10 @@ from ..errors import CharrnnError, ConfigError, ResumeMismatchError, RunExistsEr
 from .app import err
 from .common import TokenizerKind, explicit, flag, new_tokenizer, show
 
-_MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "tie_weights")
+# The regularisation options of the language model (models/regularize.py, TrainConfig.ar/tar).
+LM_ONLY = ("weight_drop", "input_dropout", "embedding_dropout", "variational", "ar", "tar")
+_MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "tie_weights", "weight_drop",
+                 "input_dropout", "embedding_dropout", "variational")
 
 
 def default_out(out: Path | None, corpus: list[str]) -> Path:
@@ -95,15 +98,17 @@ def tokenizer_spec(kind: TokenizerKind | None, vocab_size: int | None, tokenizer
     return train_one
 
 
-def with_display(quiet: bool, main: bool, run):
-    """``run(on_event)`` under the training progress display on stderr. SIGINT and SIGTERM
+def with_display(quiet: bool, main: bool, run, tensorboard: Path | None = None):
+    """``run(on_event)`` under the training progress display on stderr, and with
+    ``tensorboard`` (--tensorboard DIR) the events written there too. SIGINT and SIGTERM
     during the loop stop it at the end of the step with a save (training/loop.py); a
     second one stops at once."""
     from .progress import TrainingDisplay
+    from .tensorboard import events_to
 
     display = TrainingDisplay(err, enabled=not quiet and main)
-    with display:
-        return run(display.handle)
+    with display, events_to(tensorboard, display.handle) as on_event:
+        return run(on_event)
 
 
 def size_model(ctx, dist, data, model_cfg, train_cfg):

@@ -66,6 +66,6 @@ def train_tag(ctx, dist, t0, corpus, out, overwrite, resume, quiet, json_out, va
         task = TagTask(data, model_cfg, train_cfg, opts.word_dropout, opts.embeddings, opts.freeze_embeddings)
     run_dir = open_run_dir(dist, out, overwrite, resume)
     result = with_display(quiet, main, lambda on_event: Trainer(
-        task, train_cfg, run_dir, on_event, t0, checkpoint, dist).run())
+        task, train_cfg, run_dir, on_event, t0, checkpoint, dist).run(), ctx.params.get("tensorboard"))
     if json_out and main:
         print_json(result.summary)

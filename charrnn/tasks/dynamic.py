@@ -41,8 +41,8 @@ RULES = ("rms", "sgd")
 class DynamicConfig:
     """Settings of dynamic evaluation (defaults measured: benchmarks/RESULTS.md "Dynamic evaluation")."""
 
-    lr: float = 3e-4
-    decay: float = 0.0
+    lr: float = 5e-4
+    decay: float = 0.001
     segment: int = 50  # tokens scored between two updates
     rule: str = "rms"
     rms_beta: float = 0.99  # how fast the running mean square of the gradients forgets

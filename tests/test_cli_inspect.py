@@ -9,7 +9,6 @@ from html.parser import HTMLParser
 import pytest
 import torch
 
-from charrnn.cli import main
 from charrnn.checkpoint import save_checkpoint
 from charrnn.config import ClassifierConfig, TrainConfig
 from charrnn.diagnostics.neurons import FEATURES
@@ -17,19 +16,11 @@ from charrnn.models.classifier import SequenceClassifier
 from charrnn.models.lm import RNNLanguageModel
 from charrnn.text.char import CharTokenizer
 from conftest import TINY_TEXT, tiny_model_config
+from test_cli import run
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TEXT = "the cat <sat> & the dog\nZ met a mat.\n"  # <, >, & and Z never occur in TINY_TEXT
 
-
-def run(capsys, *argv):
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code, out, err, pattern):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn.checkpoint import load_checkpoint, read_metrics
-from charrnn.config import ModelConfig
+from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import ConfigError, TrainingInterrupted
 from charrnn.models.cells import make_rnn
 from charrnn.models.lm import RNNLanguageModel
@@ -153,6 +153,8 @@ def test_older_checkpoints_without_the_keys_load_with_regularisation_off():
            "tie_weights": False}
     cfg = from_dict(ModelConfig, old)
     assert (cfg.weight_drop, cfg.input_dropout, cfg.embedding_dropout, cfg.variational) == (0.0, 0.0, 0.0, False)
+    train = from_dict(TrainConfig, {"batch_size": 4, "lr": 0.01})
+    assert (train.ar, train.tar) == (0.0, 0.0) and (TrainConfig().ar, TrainConfig().tar) == (1.0, 1.0)
 
 
 def test_activation_regularisation_is_trained_on_but_not_reported(tmp_path):

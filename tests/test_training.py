@@ -48,11 +48,11 @@ def test_hidden_state_is_carried_between_windows_and_detached(tmp_path, tiny_tex
     seen = []
     orig = model_mod.RNNLanguageModel.forward
 
-    def spy(self, ids, state=None):
-        out, new = orig(self, ids, state)
+    def spy(self, ids, state=None, hidden=False):
+        result = orig(self, ids, state, hidden)
         if self.training:
-            seen.append((state, new))
-        return out, new
+            seen.append((state, result[1]))
+        return result
 
     monkeypatch.setattr(model_mod.RNNLanguageModel, "forward", spy)
     res, _ = _train(tmp_path, tiny_text, max_steps=6, eval_interval=100)
@@ -71,10 +71,10 @@ def test_state_resets_at_each_epoch(tmp_path, tiny_text, monkeypatch):
     states = []
     orig = model_mod.RNNLanguageModel.forward
 
-    def spy(self, ids, state=None):
+    def spy(self, ids, state=None, hidden=False):
         if self.training:
             states.append(state)
-        return orig(self, ids, state)
+        return orig(self, ids, state, hidden)
 
     monkeypatch.setattr(model_mod.RNNLanguageModel, "forward", spy)
     text = tiny_text[:400]  # 360 training chars, batch 4 -> 90 per stream -> 12 windows of 8

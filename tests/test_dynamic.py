@@ -133,3 +133,15 @@ def test_bad_settings_are_config_errors():
     for kw in (dict(lr=-1.0), dict(decay=1.0), dict(segment=0), dict(rule="adam"), dict(rms_beta=1.0)):
         with pytest.raises(ConfigError):
             DynamicConfig(**kw)
+
+
+def test_progress_reports_every_segment_up_to_the_total():
+    model, calls = _model(), []
+    ids = _ids(101)
+    dynamic_evaluate(model, ids, DynamicConfig(segment=30), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(30, 100), (60, 100), (90, 100), (100, 100)]
+    calls.clear()
+    dynamic_evaluate(model, _ids(200), DynamicConfig(segment=50), streams=2, warmup=20,
+                     progress=lambda done, total: calls.append((done, total)))
+    total = calls[-1][1]
+    assert calls[-1][0] == total > 199 and all(a[0] < b[0] for a, b in zip(calls, calls[1:]))

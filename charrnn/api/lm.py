@@ -83,14 +83,15 @@ class LanguageModel:
         return evaluate(self.model, ids, unk_id=tok.unk_id, chars=scored_chars(tok, text, ids), streams=streams,
                         dtype=dtype)
 
-    def evaluate_dynamic(self, text: str, config: DynamicConfig | None = None, streams: int = 1) -> EvalResult:
+    def evaluate_dynamic(self, text: str, config: DynamicConfig | None = None, streams: int = 1,
+                         progress=None) -> EvalResult:
         """``evaluate`` with dynamic evaluation (tasks/dynamic.py): the weights adapt to the
         text already scored, never to what comes after; the model is left unchanged. fp32.
         With ``streams`` > 1 each stream adapts its own copy (no faster: see dynamic.py)."""
         tok = self.tokenizer
         ids = tok.encode(text)
         return dynamic_evaluate(self.model, ids, config or DynamicConfig(), unk_id=tok.unk_id,
-                                chars=scored_chars(tok, text, ids), streams=streams)
+                                chars=scored_chars(tok, text, ids), streams=streams, progress=progress)
 
     def info(self) -> dict[str, Any]:
         """Configs, parameter count, step and training metrics of the checkpoint."""

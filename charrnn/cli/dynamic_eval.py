@@ -36,8 +36,18 @@ def config(lr: float, decay: float, segment: int, rule: Rule) -> DynamicConfig:
 
 def score(lm: Any, text: str, cfg: DynamicConfig, streams: int, static: Any) -> tuple[Any, dict[str, Any]]:
     """The dynamic result, and what the report adds: its figures next to the static ones."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .app import err
+
+    bar = Progress(TextColumn("dynamic evaluation"), BarColumn(bar_width=24),
+                   TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(), console=err, transient=True,
+                   disable=not err.is_terminal)
     t = time.perf_counter()
-    result = lm.evaluate_dynamic(text, cfg, streams=streams)
+    with bar:
+        task = bar.add_task("dynamic", total=None)
+        result = lm.evaluate_dynamic(text, cfg, streams=streams,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
     secs = time.perf_counter() - t
     change = (result.bpc - static.bpc) / static.bpc * 100 if static.bpc else float("nan")
     extra = {"dynamic": {**result.as_dict(), "seconds": secs,

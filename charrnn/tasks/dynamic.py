@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -90,7 +91,8 @@ class _Adapter:
             p.grad = None
 
 
-def _run(model: RNNLanguageModel, inputs: torch.Tensor, targets: torch.Tensor, cfg: DynamicConfig) -> torch.Tensor:
+def _run(model: RNNLanguageModel, inputs: torch.Tensor, targets: torch.Tensor, cfg: DynamicConfig,
+         on_segment: Callable[[int], None]) -> torch.Tensor:
     """Score ``targets`` (1-D, IGNORE where not scored) adapting as it goes, starting from
     the trained weights and leaving them as found; each position's loss (nats, 0 where not
     scored)."""
@@ -110,6 +112,7 @@ def _run(model: RNNLanguageModel, inputs: torch.Tensor, targets: torch.Tensor, c
                 (nll.sum() / scored).backward()
             adapter.update()  # no gradient (nothing scored): the decay alone
             state = detach_state(new_state)
+            on_segment(x.shape[1])
     finally:
         adapter.restore()
     return torch.cat(losses)
@@ -125,9 +128,11 @@ def dynamic_evaluate(
     streams: int = 1,
     warmup: int = 256,
     per_token: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult | tuple[EvalResult, torch.Tensor]:
     """Score ``ids`` (1-D) as ``tasks.perplexity.evaluate`` does, adapting the weights to the
-    text already scored; with ``per_token`` also each target's loss (nats, 0 where not scored)."""
+    text already scored; with ``per_token`` also each target's loss (nats, 0 where not scored).
+    ``progress(done, total)`` is called after each segment (tokens read, of all to read)."""
     device = next(model.parameters()).device
     if ids.numel() < 2:
         empty = EvalResult(0.0, 0, 0, 0)
@@ -147,12 +152,20 @@ def dynamic_evaluate(
     model.eval()  # no dropout; on CUDA cuDNN's RNN backward needs train mode, so use the native kernels
     cudnn_off = torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" else contextlib.nullcontext()
     losses = []
+    total, done = sum(end - read for read, _, end in parts), 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
     try:
         with torch.enable_grad(), cudnn_off:
             for read, scored, end in parts:
                 # The warm-up positions (read, scored) come before the part: the stream reads
                 # and learns from them, but their scores belong to the previous stream.
-                losses.append(_run(model, inputs[read:end], targets[read:end], cfg)[scored - read :])
+                losses.append(_run(model, inputs[read:end], targets[read:end], cfg, advance)[scored - read :])
     finally:
         model.train(was_training)
     nll = torch.cat(losses)

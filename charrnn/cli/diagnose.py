@@ -123,6 +123,18 @@ The table goes to stdout (--json for the full arrays); -o draws the picture (log
 'charrnn\\[plot]'."""
 
 
+def _prepare(output: Optional[Path], threads: int) -> None:
+    """What both commands do first: refuse a picture name they cannot write, before any
+    work, and set torch's threads."""
+    import torch
+
+    if output is not None:
+        from .drawing import check_image_path
+
+        check_image_path(output)
+    torch.set_num_threads(threads)
+
+
 @diagnose_app.command(help=_paragraphs(GRADIENTS_HELP))
 def gradients(
     ctx: typer.Context,
@@ -148,13 +160,7 @@ def gradients(
     output: OutputOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    import torch
-
-    if output is not None:
-        from .drawing import check_image_path
-
-        check_image_path(output)
-    torch.set_num_threads(threads)
+    _prepare(output, threads)
     _check_modes(ctx, bool(checkpoints), training)
     if training:
         if checkpoints:
@@ -379,15 +385,9 @@ def memory(
     output: OutputOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    import torch
-
     from ..diagnostics.memory import memory_table
 
-    if output is not None:
-        from .drawing import check_image_path
-
-        check_image_path(output)
-    torch.set_num_threads(threads)
+    _prepare(output, threads)
     task = task.value
     config = MemoryConfig(task=task, remember=remember, alphabet=alphabet, hidden_size=hidden_size, steps=steps,
                           seconds=seconds, batch_size=batch_size, lr=lr, threshold=threshold, seed=seed)

@@ -19,8 +19,8 @@ they hold when --jobs trainings share the machine; wall minutes are given too.
 --ablate LANGS trains each of those languages twice more, with --attention none and with
 --no-bidirectional, and reports greedy and beam-5 test WER of each variant.
 
---seeds N --seed-langs LANGS trains those languages N - 1 more times with --seed 2 .. N
-and reports the test WER of the ensemble of the N runs (`eval accuracy RUN --ensemble
+--seeds N --seed-langs LANGS (or all) trains those languages N - 1 more times with --seed
+2 .. N and reports the test WER of the ensemble of the N runs (`eval accuracy RUN --ensemble
 RUN2 ...`: the mean of their probabilities at each step), greedy and beam 5.
 
 DIR defaults to $CHARRNN_CORPORA/g2p-sigmorphon2021, else ../shared/corpora/... next to
@@ -122,7 +122,8 @@ def main() -> None:
     p.add_argument("--ablate", default="", help="comma-separated languages to also train without attention and "
                                                 "with a unidirectional encoder")
     p.add_argument("--seeds", type=int, default=1, help="runs per --seed-langs language, for an ensemble")
-    p.add_argument("--seed-langs", default="", help="comma-separated languages to train --seeds times")
+    p.add_argument("--seed-langs", default="", help="comma-separated languages to train --seeds times ('all': "
+                                                    "every language of the run)")
     p.add_argument("--only-ensembles", action="store_true", help="train only the extra seeds (the default runs "
                                                                   "are already in --out) and evaluate the ensembles")
     p.add_argument("--data")
@@ -142,10 +143,11 @@ def main() -> None:
         previous = json.loads((out / "results.json").read_text())
     else:
         previous = []
-    seed_langs = list(filter(None, args.seed_langs.split(",")))
+    seed_langs = langs if args.seed_langs == "all" else list(filter(None, args.seed_langs.split(",")))
     jobs = [] if args.only_ensembles else [(lang, "default") for lang in langs]
     jobs += [(lang, v) for lang in filter(None, args.ablate.split(",")) for v in VARIANTS if v != "default"]
-    jobs += [(lang, f"seed{i}") for lang in seed_langs for i in range(2, args.seeds + 1)]
+    # Seed by seed over the languages: a run cut short still has ensembles of fewer seeds everywhere.
+    jobs += [(lang, f"seed{i}") for i in range(2, args.seeds + 1) for lang in seed_langs]
     lock = threading.Lock()
     results: list[dict] = previous
 
@@ -185,6 +187,19 @@ def main() -> None:
         print(f"{'macro':>9} {sum(r['baseline'] for r in default) / n:8.2f} "
               f"{sum(r['wer_beam0'] for r in default) / n:7.2f} {sum(r['wer_beam5'] for r in default) / n:7.2f} "
               f"{sum(r['train_cpu_s'] for r in default) / 60 / n:8.1f}")
+    ensembles = sorted((r for r in results if r["variant"].startswith("ensemble")), key=lambda r: r["lang"])
+    if ensembles:  # CPU minutes: every run of the language's ensemble together
+        print(f"\n{'language':>9} {'baseline':>8} {'ensemble greedy':>16} {'beam 5':>7} {'CPU min':>8}")
+        cpu = {e["lang"]: sum(r["train_cpu_s"] for r in results if r["lang"] == e["lang"] and "train_cpu_s" in r
+                               and (r["variant"] == "default" or r["variant"].startswith("seed"))) / 60
+               for e in ensembles}
+        for e in ensembles:
+            print(f"{e['lang']:>9} {e['baseline']:8.2f} {e['wer_beam0']:16.2f} {e['wer_beam5']:7.2f} "
+                  f"{cpu[e['lang']]:8.1f}")
+        n = len(ensembles)
+        print(f"{'macro':>9} {sum(e['baseline'] for e in ensembles) / n:8.2f} "
+              f"{sum(e['wer_beam0'] for e in ensembles) / n:16.2f} {sum(e['wer_beam5'] for e in ensembles) / n:7.2f} "
+              f"{sum(cpu.values()) / n:8.1f}")
     print(f"\n{len(results)} trainings in {(time.perf_counter() - t0) / 60:.1f} min wall; results in "
           f"{out / 'results.json'}")
 

@@ -79,6 +79,7 @@ class Checkpoint:
             "tokenizer": self.tokenizer.kind,
             "vocab_size": self.tokenizer.vocab_size,
             **({"source_tokenizer": self.tokenizer.source.kind, "source_vocab_size": self.tokenizer.source.vocab_size,
+                "source_normalize": getattr(self.tokenizer.source, "normalize", None),
                 "target_tokenizer": self.tokenizer.target.kind, "target_vocab_size": self.tokenizer.target.vocab_size,
                 "shared_vocab": self.tokenizer.shared} if self.tokenizer.kind == "pair" else {}),
             "model_config": to_dict(self.model_config),

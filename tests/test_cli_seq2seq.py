@@ -524,3 +524,35 @@ def test_eval_accuracy_classifier_options_on_a_seq2seq_run(rev_run, pairs):
 def test_predict_on_a_language_model(lm_run, tmp_path):
     code, out, err = cli("predict", lm_run, write_lines(tmp_path / "in.txt", ["ab"]))
     assert_one_line_error(code, out, err, "language model")
+
+
+def test_source_normalize_nfd_reads_precomposed_and_decomposed_sources_alike(tmp_path):
+    # Sources are Hangul syllables (precomposed) in training; NFD makes the model's
+    # tokens their jamo, so a decomposed spelling of the same word reads the same.
+    words = ["\ud55c", "\uad6d", "\ud55c\uad6d", "\uad6d\ud55c"]  # 한, 국, 한국, 국한
+    train = tmp_path / "t.tsv"
+    train.write_text("".join(f"{w}\t{' '.join(w)}\n" for w in words * 5), encoding="utf-8")
+    code, out, err = cli("train", "--task", "seq2seq", train, "--source-normalize", "nfd", "--target-tokenizer",
+                         "space", "--max-steps", "3", *TINY, "-o", tmp_path / "r", "--json")
+    assert code == 0 and "Traceback" not in err, err
+    info = json.loads(ok("info", tmp_path / "r", "--json"))
+    assert info["source_normalize"] == "NFD"
+    assert info["source_vocab_size"] == 1 + len(set("\u1112\u1161\u11ab\u1100\u116e\u11a8"))  # unk + 6 jamo
+    assert "char (NFD)" in ok("info", tmp_path / "r")
+    nfd = "\u1112\u1161\u11ab\u1100\u116e\u11a8"  # 한국 decomposed
+    lines = ok("predict", tmp_path / "r", write_lines(tmp_path / "in.txt", ["\ud55c\uad6d", nfd]),
+               "--json").splitlines()
+    assert json.loads(lines[0])["output"] == json.loads(lines[1])["output"]
+    code, out, err = cli("predict", tmp_path / "r", write_lines(tmp_path / "in2.txt", [nfd]))
+    assert code == 0 and "unknown" not in err, err  # no part of the decomposed word is unknown
+
+
+def test_source_normalize_is_for_char_sources(tmp_path):
+    code, out, err = _train(tmp_path, "r", "--source-normalize", "nfd", "--source-tokenizer", "space")
+    assert_one_line_error(code, out, err, "--source-normalize")
+    assert no_checkpoint(tmp_path / "r")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TINY_TEXT)
+    code, out, err = cli("train", corpus, "--source-normalize", "nfd", "--max-steps", "2", "--layers", "1",
+                         "--bptt", "8", *TINY, "--out", tmp_path / "lm")
+    assert_one_line_error(code, out, err, "--source-normalize")

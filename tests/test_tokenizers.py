@@ -347,3 +347,49 @@ def test_char_detokenizer_is_the_character_lookup():
     assert [det.feed(i) for i in tok.encode("ba\nz").tolist()] == ["b", "a", "\n", UNK_TEXT]
     assert tok.banned_ids == [UNK_ID] and not det.pending
     assert tok.encode_lines(["ab", "", "zb"]) == [[2, 3], [], [UNK_ID, 3]]
+
+
+# ----------------------------------------------------------------- Unicode normalization
+
+# Hangul syllables and Vietnamese letters precomposed (NFC) and decomposed (NFD), by hand:
+# 한 = ᄒ ᅡ ᆫ (U+1112 U+1161 U+11AB); ệ = e + dot below (U+0323) + circumflex (U+0302).
+HAN_NFC, HAN_NFD = "\ud55c", "\u1112\u1161\u11ab"
+E_NFC, E_NFD = "\u1ec7", "e\u0323\u0302"
+
+
+def test_nfd_tokens_are_the_decomposed_code_points_and_both_spellings_agree():
+    tok = CharTokenizer.train(HAN_NFC + E_NFC + "x", normalize="NFD")
+    # The vocabulary is the decomposed letters' parts, never the syllable itself.
+    assert sorted(tok.chars) == sorted(set(HAN_NFD + E_NFD + "x"))
+    ids = tok.encode(HAN_NFC + E_NFC).tolist()
+    assert [tok.token_text(i) for i in ids] == list(HAN_NFD + E_NFD)
+    assert tok.encode(HAN_NFD + E_NFD).tolist() == ids  # equivalent spellings, the same ids
+    assert tok.encode_lines([HAN_NFC, "x" + E_NFD, ""]) == [tok.encode(HAN_NFC).tolist(),
+                                                            tok.encode("x" + E_NFC).tolist(), []]
+    assert tok.decode(ids) == HAN_NFC + E_NFC  # decoded text is composed again
+    plain = CharTokenizer.train(HAN_NFC + E_NFC + "x")
+    assert plain.encode(HAN_NFD).tolist() == [UNK_ID] * 3  # without normalization: unknown parts
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFKC", "NFKD"])
+def test_other_normal_forms_match_unicodedata(form):
+    import unicodedata
+
+    text = "ﬁ ① " + HAN_NFD + E_NFD + " Å"
+    tok = CharTokenizer.train(text, normalize=form)
+    assert "".join(tok.token_text(i) for i in tok.encode(text).tolist()) == unicodedata.normalize(form, text)
+
+
+def test_normal_form_is_stored_and_checked():
+    tok = CharTokenizer.train(HAN_NFC, normalize="NFD")
+    meta, tensors = tok.state()
+    assert meta["normalize"] == "NFD"
+    again = tokenizer_from_state(meta, tensors)
+    assert again.normalize == "NFD" and again.encode(HAN_NFC).tolist() == tok.encode(HAN_NFC).tolist()
+    assert "normalize" not in CharTokenizer.train("ab").state()[0]  # as before normalization existed
+    assert tokenizer_from_state({"kind": "char", "chars": "ab"}, {}).normalize is None
+    with pytest.raises(TokenizerError, match="normal form"):
+        tokenizer_from_state({"kind": "char", "chars": "ab", "normalize": "NFX"}, {})
+    with pytest.raises(ConfigError, match="char"):
+        train_tokenizer("bpe", TINY_TEXT, 40, normalize="NFD")
+    assert train_tokenizer("char", HAN_NFC, normalize="NFD").chars == "".join(sorted(HAN_NFD))

@@ -58,6 +58,16 @@ class SideTokenizer(str, Enum):
     word = "word"
 
 
+class NormalForm(str, Enum):
+    """Unicode normalization of seq2seq sources (none: the text as it is)."""
+
+    none = "none"
+    nfc = "nfc"
+    nfd = "nfd"
+    nfkc = "nfkc"
+    nfkd = "nfkd"
+
+
 class Pool(str, Enum):
     last = "last"
     mean = "mean"

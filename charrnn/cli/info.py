@@ -36,7 +36,9 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
     if ck.task == "seq2seq":
         tok = ck.tokenizer
         shared = " (shared vocabulary)" if tok.shared else ""
-        table.add_row("source tokens", f"{tok.source.kind}, {tok.source.vocab_size} tokens{shared}")
+        form = getattr(tok.source, "normalize", None)
+        kind = f"{tok.source.kind} ({form})" if form else tok.source.kind
+        table.add_row("source tokens", f"{kind}, {tok.source.vocab_size} tokens{shared}")
         table.add_row("target tokens", f"{tok.target.kind}, {tok.target.vocab_size} tokens (+ padding, SOS, EOS)")
     elif ck.task == "tag":
         words = len((ck.task_state or {}).get("words", []))

@@ -16,8 +16,8 @@ from . import app as state
 from . import runfile
 from .app import app, err
 from .completion import complete_run_file
-from .common import (_C, _G, _M, _Q, _T, Attention, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, Pool, Precision,
-                     ReplaceOpt, SideTokenizer, TaskKind, TokenizerKind, VocabSizeOpt, explicit, flag, print_json)
+from .common import (_C, _G, _M, _Q, _T, Attention, Cell, ClassWeights, Device, DeviceOpt, JsonOpt, NormalForm, Pool,
+                     Precision, ReplaceOpt, SideTokenizer, TaskKind, TokenizerKind, VocabSizeOpt, explicit, flag, print_json)
 from .train_setup import (_MODEL_FIELDS, LM_ONLY, check_out_free, default_out, open_run_dir, prepare_on_every_rank, resumed_or_new,
                           size_model, tokenizer_spec, with_display)
 from .train_classify import CLASSIFY_ONLY, ClassifyOptions, train_classify
@@ -59,6 +59,7 @@ def train(
     teacher_forcing: Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of feeding the decoder the gold previous token in training; below 1 it is fed its own prediction otherwise (scheduled sampling).", rich_help_panel="Sequence to sequence")] = 1.0,
     source_tokenizer: Annotated[SideTokenizer, typer.Option(help="Tokens of the sources: char, space (whitespace-separated symbols, e.g. phones), bpe, unigram, word.", rich_help_panel="Sequence to sequence")] = SideTokenizer.char,
     target_tokenizer: Annotated[SideTokenizer, typer.Option(help="Tokens of the targets (as --source-tokenizer).", rich_help_panel="Sequence to sequence")] = SideTokenizer.char,
+    source_normalize: Annotated[NormalForm, typer.Option(help="Bring every source to this Unicode normal form before the char tokenizer reads it, in training and prediction alike: nfd splits precomposed letters into base and marks (Hangul syllables into jamo, Vietnamese tones apart), so equivalent spellings share tokens.", rich_help_panel="Sequence to sequence")] = NormalForm.none,
     shared_vocab: Annotated[bool, typer.Option("--shared-vocab", help="One tokenizer trained on both sides (same language on both; needs the same kind).", rich_help_panel="Sequence to sequence")] = False,
     max_length: Annotated[int, typer.Option(min=1, help="Pairs with more tokens than this on either side are skipped (and counted), or refused with --strict.", rich_help_panel="Sequence to sequence")] = 200,
     strict: Annotated[bool, typer.Option("--strict", help="Stop with an error at a pair longer than --max-length instead of skipping it.", rich_help_panel="Sequence to sequence")] = False,
@@ -174,7 +175,8 @@ def train(
             return
         if task == TaskKind.seq2seq:
             opts = Seq2SeqOptions(source_tokenizer.value, target_tokenizer.value, shared_vocab, teacher_forcing,
-                                  max_length, strict)
+                                  max_length, strict,
+                                  None if source_normalize == NormalForm.none else source_normalize.value.upper())
             train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, quiet, json_out, val_file, opts)
             return
         given = [flag(n) for n in explicit(ctx, [n for n in CLASSIFY_ONLY if n != "bidirectional"] + list(SEQ2SEQ_ONLY)

@@ -15,7 +15,7 @@ MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "bi
                 "input_feeding", "tie_weights")
 # Options that mean something to seq2seq only.
 SEQ2SEQ_ONLY = ("attention", "input_feeding", "teacher_forcing", "source_tokenizer", "target_tokenizer",
-                "shared_vocab", "max_length", "strict")
+                "shared_vocab", "max_length", "strict", "source_normalize")
 # Options of other tasks that a seq2seq run refuses.
 NOT_SEQ2SEQ = ("tokenizer", "tokenizer_file", "pool", "one_hot", "embeddings", "freeze_embeddings", "class_weights",
                "text_column", "label_column", "bptt", "val_max_chars", "replace_invalid", "tag_column", "crf",
@@ -34,6 +34,7 @@ class Seq2SeqOptions:
     teacher_forcing: float
     max_length: int
     strict: bool
+    source_normalize: str | None = None  # a Unicode normal form ("NFD", ...) or None
 
 
 def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, quiet, json_out, val_file,
@@ -63,9 +64,13 @@ def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, qui
         if opts.shared_vocab and opts.source_tokenizer != opts.target_tokenizer:
             raise ConfigError(f"--shared-vocab needs one tokenizer kind on both sides, not --source-tokenizer "
                               f"{opts.source_tokenizer} and --target-tokenizer {opts.target_tokenizer}")
+        if opts.source_normalize and opts.source_tokenizer != "char":
+            raise ConfigError(f"--source-normalize is for --source-tokenizer char (the other kinds read the text as "
+                              f"it is), not {opts.source_tokenizer}")
         # Every process reads the (small) data itself; tokenizer training is deterministic.
         data = prepare_pairs(corpus[0], val_file, train_cfg.val_fraction, train_cfg.seed, None, opts.source_tokenizer,
-                             opts.target_tokenizer, opts.shared_vocab, vocab_size, opts.max_length, opts.strict)
+                             opts.target_tokenizer, opts.shared_vocab, vocab_size, opts.max_length, opts.strict,
+                             opts.source_normalize)
         model_cfg = Seq2SeqConfig(**{**dataclasses.asdict(Seq2SeqConfig()), **explicit(ctx, MODEL_FIELDS)})
         task = Seq2SeqTask(data, model_cfg, train_cfg, opts.teacher_forcing, opts.max_length)
     if main:

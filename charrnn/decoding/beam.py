@@ -61,6 +61,7 @@ def beam_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleC
     length = cfg.max_tokens
     device, vocab = runner.device, runner.vocab_size
     controls = Controls(cfg, history, banned, k, vocab, device)
+    same_scores, stateless = controls.scores_are_logp, controls.stateless
     tokens = torch.full((k,), first, dtype=torch.long, device=device)
     # Live hypotheses are rows. Each step appends (parent row, token, log-prob, score) per
     # row to ``history``; a hypothesis's tokens are found by walking parents back.
@@ -93,24 +94,27 @@ def beam_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleC
 
     for step in range(length):
         logits = runner.step(tokens)
-        logp = torch.log_softmax(logits.double(), dim=-1)  # (K, V): the model's scores
-        adj = logp if controls.plain else controls.scores(logits, log_normalize=True)
+        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float64)  # (K, V): the model's scores
+        adj = controls.log_scores(logits, logp)
         cand = (alive.view(-1, 1) + adj).view(-1)  # (K * V) total scores of every extension
         top = torch.topk(cand, min(2 * k, cand.numel()))
         flat = top.indices  # row * V + token
-        # One host transfer for the totals, log-probabilities and scores of the candidates
-        # (small ops dominate a beam step on the CPU).
-        picked = [top.values, logp.view(-1)[flat]] + ([] if adj is logp else [adj.view(-1)[flat]])
+        # One host transfer for the totals, positions, log-probabilities and scores of the
+        # candidates (small ops dominate a beam step on the CPU). Where only bans apply, a
+        # candidate's score is its log-probability (a banned one is never picked alive).
+        picked = [top.values, flat.double(), logp.view(-1)[flat]]
+        if not same_scores:
+            picked.append(adj.view(-1)[flat])
         values = torch.stack(picked).tolist()
-        totals_t, lp_t = values[0], values[1]
+        totals_t, flat_t, lp_t = values[0], values[1], values[2]
         sc_t = values[-1]
         last = step == length - 1
         timed_out = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
         rows, next_tokens, entries, new_tracks, totals = [], [], [], [], []
-        for i, (total, index) in enumerate(zip(totals_t, flat.tolist())):
+        for i, (total, index) in enumerate(zip(totals_t, flat_t)):
             if total == float("-inf") or len(rows) == k:
                 break
-            row, tok = divmod(index, vocab)
+            row, tok = divmod(int(index), vocab)
             lp, sc = lp_t[i], sc_t[i]
             track = None
             if tracks is not None:
@@ -134,8 +138,9 @@ def beam_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleC
         history.append(entries + [entries[0]] * pad)
         index = torch.tensor(rows + [rows[0]] * pad, device=device)
         runner.reorder(index)
-        controls.reorder(index)
-        controls.push(torch.tensor(next_tokens, device=device), next_tokens)
+        if not stateless:
+            controls.reorder(index)
+            controls.push(torch.tensor(next_tokens, device=device), next_tokens)
         if tracks is not None:
             tracks = new_tracks + [(new_tracks[0][0].clone(), new_tracks[0][1].clone()) for _ in range(pad)]
         alive = torch.tensor(totals + [float("-inf")] * pad, dtype=torch.float64, device=device)
@@ -184,15 +189,15 @@ def batch_beam_steps(runner, sources: int, first: int, cfg: SampleConfig, make: 
     for step in range(max(limits)):
         b = len(active)
         logits = runner.step(tokens)  # (b * k, V)
-        logp = torch.log_softmax(logits.double(), dim=-1)
-        adj = logp if controls.plain else controls.scores(logits, log_normalize=True)
+        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float64)
+        adj = controls.log_scores(logits, logp)
         cand = (alive.view(-1, 1) + adj).view(b, k * vocab)  # every extension of every beam of a source
         top = torch.topk(cand, min(2 * k, k * vocab), dim=-1)  # (b, 2k)
         rows_t = top.indices // vocab + torch.arange(b, device=device).view(-1, 1) * k  # (b, 2k) row numbers
         toks_t = top.indices % vocab
         flat = rows_t * vocab + toks_t
-        picked = [top.values, logp.view(-1)[flat]] + ([] if adj is logp else [adj.view(-1)[flat]])
-        host = torch.stack([p.double() for p in picked] + [rows_t.double(), toks_t.double()]).tolist()
+        picked = [top.values, logp.view(-1)[flat]] + ([] if controls.scores_are_logp else [adj.view(-1)[flat]])
+        host = torch.stack(picked + [rows_t.double(), toks_t.double()]).tolist()
         totals_h, lps_h, scs_h, rows_h, toks_h = host[0], host[1], host[-3], host[-2], host[-1]
         keep, next_rows, next_toks, next_alive, entries = [], [], [], [], []
         for j, src in enumerate(active):

@@ -106,7 +106,6 @@ class Controls:
             self.seen = torch.zeros(rows, vocab, dtype=torch.bool, device=device)
             self.seen[:, prime] = True
         self.blocker = NgramBlocker(cfg.no_repeat_ngram, [prime] * rows) if cfg.no_repeat_ngram else None
-        self.plain = self.seen is None and not self.ban.numel() and self.blocker is None  # rules 1-4 do nothing
 
     def scores(self, logits: torch.Tensor, log_normalize: bool = False) -> torch.Tensor:
         """Rules 1-4: the scores decoding chooses from, (N, V); ``logits`` is never changed."""
@@ -122,11 +121,35 @@ class Controls:
             self.blocker.ban(scores)
         return scores
 
+    def log_scores(self, logits: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+        """``scores(logits, log_normalize=True)`` for beam search, given ``logp``, the
+        log-softmax of ``logits`` in float64: without a repetition penalty the scores are
+        ``logp`` itself with the banned entries at -inf, so nothing is normalised twice."""
+        if self.seen is not None:
+            return self.scores(logits, log_normalize=True)
+        scores = logp
+        if self.ban.numel():
+            scores = scores.index_fill(1, self.ban, float("-inf"))
+        if self.blocker is not None:
+            scores = scores.clone() if scores is logp else scores
+            self.blocker.ban(scores)
+        return scores
+
+    @property
+    def scores_are_logp(self) -> bool:
+        """Whether every allowed score equals the model's log-probability (only bans apply)."""
+        return self.seen is None
+
     def sampling(self, scores: torch.Tensor) -> torch.Tensor:
         """Rule 5, for sampling, on what ``scores`` gave (once rows with no allowed token
         have been dealt with: a row of -inf has no distribution)."""
         cfg = self.cfg
         return filter_logits(scores, cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p)
+
+    @property
+    def stateless(self) -> bool:
+        """Whether ``push`` and ``reorder`` do nothing (no repetition penalty, no n-gram block)."""
+        return self.seen is None and self.blocker is None
 
     def push(self, tokens: torch.Tensor, ids: list[int], live: list[bool] | None = None) -> None:
         """Row r produced ``ids[r]`` (``tokens`` is the same as a tensor); rows not ``live``

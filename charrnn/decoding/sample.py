@@ -85,7 +85,7 @@ def lm_start(model: RNNLanguageModel, prime: torch.Tensor, start_id: int, rows: 
     """The language model's step for ``rows`` rows after reading ``prime``: (step, the
     prime's ids, the first token to feed)."""
     prime, state, first = read_prime(model, prime, start_id)
-    runner = StepRunner(model)
+    runner = StepRunner(model, pack=True)  # the same rows for the whole run
     runner.start(state, rows)
     return runner, prime.tolist(), first
 

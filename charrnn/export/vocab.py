@@ -39,9 +39,14 @@ def tokenizer_json(tok: Tokenizer, model_file: str | None) -> tuple[dict[str, An
     base: dict[str, Any] = {"kind": tok.kind, "vocab_size": tok.vocab_size}
     if tok.kind == "char":
         tokens = [None] + [tok.token_text(i) for i in range(1, tok.vocab_size)]
+        form = getattr(tok, "normalize", None)
+        if form:  # the text is brought to a Unicode normal form first (and decoded text recomposed)
+            base["normalize"] = form
         return {**base, "unk_id": UNK_ID, "tokens": tokens,
-                "encode": "one id per Unicode code point: its index in tokens, unk_id when it is not there",
-                "decode": "concatenate tokens[id]; unk_id decodes as U+FFFD"}, None
+                "encode": "one id per Unicode code point" + (f" of the text in Unicode {form}" if form else "")
+                          + ": its index in tokens, unk_id when it is not there",
+                "decode": "concatenate tokens[id]; unk_id decodes as U+FFFD"
+                          + ({"NFD": "; then compose to NFC", "NFKD": "; then compose to NFKC"}.get(form, ""))}, None
     if tok.kind == "space":
         tokens = [None] + [tok.token_text(i) for i in range(1, tok.vocab_size)]
         return {**base, "unk_id": UNK_ID, "tokens": tokens,

@@ -104,8 +104,10 @@ def split_sources(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[P
 
 
 def train_pair_tokenizer(train: list[Pair], source_kind: str, target_kind: str, shared: bool,
-                         vocab_size: int | None = None) -> PairTokenizer:
-    """Tokenizers trained on the training pairs' sources and targets (one on both when shared)."""
+                         vocab_size: int | None = None, source_normalize: str | None = None) -> PairTokenizer:
+    """Tokenizers trained on the training pairs' sources and targets (one on both when
+    shared); ``source_normalize``: the Unicode normal form the source side reads (char
+    tokenizers; shared, both sides)."""
     # Lines for the SentencePiece kinds; a char vocabulary gets no newline it never reads.
     src_text = _joined(source_kind, [side_text(source_kind, p.source) for p in train])
     tgt_text = _joined(target_kind, [side_text(target_kind, p.target) for p in train])
@@ -113,10 +115,11 @@ def train_pair_tokenizer(train: list[Pair], source_kind: str, target_kind: str, 
         if source_kind != target_kind:
             raise ConfigError(f"--shared-vocab needs one tokenizer kind on both sides, not {source_kind} and "
                               f"{target_kind}")
-        tok = train_tokenizer(source_kind, _joined(source_kind, [src_text, tgt_text]), vocab_size)
+        tok = train_tokenizer(source_kind, _joined(source_kind, [src_text, tgt_text]), vocab_size, source_normalize)
         return PairTokenizer(tok, tok)
     sizes = vocab_size if source_kind in SUBWORD_KINDS else None, vocab_size if target_kind in SUBWORD_KINDS else None
-    return PairTokenizer(train_tokenizer(source_kind, src_text, sizes[0]), train_tokenizer(target_kind, tgt_text, sizes[1]))
+    return PairTokenizer(train_tokenizer(source_kind, src_text, sizes[0], source_normalize),
+                         train_tokenizer(target_kind, tgt_text, sizes[1]))
 
 
 def _joined(kind: str, texts: list[str]) -> str:
@@ -146,7 +149,7 @@ def _encode_pairs(tok: PairTokenizer, pairs: list[Pair], name: str, max_length: 
 def prepare_pairs(train_path: str | os.PathLike, val_path: str | os.PathLike | None, val_fraction: float, seed: int,
                   tokenizer: PairTokenizer | None = None, source_kind: str = "char", target_kind: str = "char",
                   shared: bool = False, vocab_size: int | None = None, max_length: int = DEFAULT_MAX_LENGTH,
-                  strict: bool = False) -> PairData:
+                  strict: bool = False, source_normalize: str | None = None) -> PairData:
     """Read, split, tokenize (training the tokenizers unless given) and encode pairs."""
     train = read_pairs(train_path)
     if val_path is not None:
@@ -155,7 +158,7 @@ def prepare_pairs(train_path: str | os.PathLike, val_path: str | os.PathLike | N
         train, val = split_sources(train, val_fraction, seed)
         if not val:
             raise CorpusError(f"{train_path}: too few distinct sources to set some aside for validation")
-    tok = tokenizer or train_pair_tokenizer(train, source_kind, target_kind, shared, vocab_size)
+    tok = tokenizer or train_pair_tokenizer(train, source_kind, target_kind, shared, vocab_size, source_normalize)
     train, train_src, train_tgt, skip_train = _encode_pairs(tok, train, str(train_path), max_length, strict)
     val_name = str(val_path or train_path)
     val, val_src, val_tgt, skip_val = _encode_pairs(tok, val, val_name, max_length, strict)
@@ -236,6 +239,7 @@ class Seq2SeqTask(ExampleTask):
         tok = self.data.tokenizer
         return {"train_pairs": len(self.data.train), "val_pairs": len(self.data.val),
                 "source_tokenizer": tok.source.kind, "target_tokenizer": tok.target.kind,
+                **({"source_normalize": tok.source.normalize} if getattr(tok.source, "normalize", None) else {}),
                 "source_vocab": tok.source.vocab_size, "target_vocab": tok.target.vocab_size, "shared_vocab": tok.shared,
                 "skipped_long": self.data.skipped, "val_unknown": self.data.unknown}
 

@@ -40,12 +40,15 @@ TOKENIZER_FORMAT = "charrnn-tokenizer"
 TOKENIZER_FORMAT_VERSION = 1
 
 
-def train_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Tokenizer:
-    """A tokenizer of ``kind`` trained on ``text`` (the training split only)."""
+def train_tokenizer(kind: str, text: str, vocab_size: int | None = None, normalize: str | None = None) -> Tokenizer:
+    """A tokenizer of ``kind`` trained on ``text`` (the training split only); ``normalize``
+    (a Unicode normal form, char tokenizers only) is applied to every text it reads."""
+    if normalize is not None and kind != "char":
+        raise ConfigError(f"Unicode normalization ({normalize}) is for char tokenizers, not {kind}")
     if kind == "char":
         if vocab_size is not None:
             raise ConfigError("a char tokenizer's vocabulary is the training text's characters: it takes no vocab_size")
-        return CharTokenizer.train(text)
+        return CharTokenizer.train(text, normalize)
     if kind == "space":
         if vocab_size is not None:
             raise ConfigError("a space tokenizer's vocabulary is the training text's symbols: it takes no vocab_size")
@@ -62,7 +65,7 @@ def tokenizer_from_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor])
         chars = meta.get("chars")
         if not isinstance(chars, str):
             raise TokenizerError("stored char tokenizer has no character list")
-        return CharTokenizer(chars)
+        return CharTokenizer(chars, meta.get("normalize"))
     if kind == "space":
         symbols = meta.get("symbols")
         if not isinstance(symbols, list):

@@ -205,9 +205,13 @@ def test_a_checkpoint_of_the_first_release_loads_and_generates_as_it_did():
     assert m.generate("The ", length=40, temperature=0.9, seed=7) == expected["sampled"]
     beams = [(g.text, g.logprob) for g in m.sample("The ", beam=3, num_return=2, length=12)]
     assert [t for t, _ in beams] == [t for t, _ in expected["beam"]]
-    assert [lp for _, lp in beams] == pytest.approx([lp for _, lp in expected["beam"]], abs=1e-9)
+    # The scores are sums of float32 log-probabilities: CPUs with other vector units (AVX2,
+    # AVX-512) round the float32 products differently in the last bits (measured 1.5e-9
+    # absolute on -36.4 between an AVX2 and an AVX-512 EPYC), so they agree to float32
+    # precision, not to the last float64 bit; the texts above are exact everywhere.
+    assert [lp for _, lp in beams] == pytest.approx([lp for _, lp in expected["beam"]], rel=1e-6)
     assert m.evaluate("The lazy dog jumps over the quick brown fox. ", streams=1).bpc == pytest.approx(
-        expected["bpc"], abs=1e-9)
+        expected["bpc"], rel=1e-6)
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -63,6 +63,33 @@ def test_step_runner_equals_the_model_forward(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+def test_packed_products_equal_the_plain_step(cell):
+    """With pack=True (sampling many rows, beam search) the step uses MKL's packed product
+    from PACK_MIN_ROWS rows on: the same logits and states as the plain step and the
+    model's own forward pass, to float32 rounding; with fewer rows nothing is packed."""
+    from charrnn.decoding.step import PACK_MIN_ROWS, _mkl_packing
+
+    model = _model(cell, 3)
+    ids = torch.randint(0, 7, (8, 6))
+    with torch.no_grad():
+        ref, _ = model(ids)
+    plain, packed = StepRunner(model), StepRunner(model, pack=True)
+    plain.start(None, 8)
+    packed.start(None, 8)
+    assert (packed.packed is not None) == _mkl_packing()
+    for t in range(6):
+        a, b = plain.step(ids[:, t]).clone(), packed.step(ids[:, t])
+        assert torch.allclose(a, b, atol=1e-5) and torch.allclose(b, ref[:, t], atol=1e-5)
+        assert torch.allclose(plain.hc, packed.hc, atol=1e-5)
+    index = torch.tensor([3, 3, 0, 7, 1, 1, 1, 5])  # a beam reorder keeps the rows' states
+    before = packed.hc.clone()
+    packed.reorder(index)
+    assert torch.equal(packed.hc, before[:, :, index])
+    packed.start(None, PACK_MIN_ROWS - 1)
+    assert packed.packed is None
+
+
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("vocab, length", [(3, 4), (4, 3)])
 def test_wide_beam_finds_the_exhaustive_argmax(cell, vocab, length):
     model = _model(cell, 2, vocab=vocab, sharpen=1.5)

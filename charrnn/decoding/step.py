@@ -84,9 +84,17 @@ class StepRunner:
                     self.w_hh.append(w_hh.t().contiguous())
                     self.b_hh.append(b_hh.view(1, -1))
                 else:
-                    # [x, h] @ [W_ih | W_hh]^T + (b_ih + b_hh): one product per layer.
-                    self.w.append(torch.cat([w_ih, w_hh], dim=1).t().contiguous())
-                    self.b.append((b_ih + b_hh).view(1, -1))
+                    # [x, h] @ [W_ih | W_hh]^T + (b_ih + b_hh): one product per layer. LSTM
+                    # gates go from torch's order (input, forget, cell, output) to input,
+                    # forget, output, cell: one sigmoid over the first three, one tanh.
+                    w, b = torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh
+                    if self.cell == "lstm":
+                        H = self.hidden
+                        order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
+                                           torch.arange(2 * H, 3 * H)])
+                        w, b = w[order], b[order]
+                    self.w.append(w.t().contiguous())
+                    self.b.append(b.view(1, -1))
         self.n = 0
         self.pack = pack and self.device.type == "cpu" and _mkl_packing()
         self.packed: dict[str, list[torch.Tensor]] | None = None  # per product kind, per layer
@@ -171,13 +179,12 @@ class StepRunner:
                 g = self._product("w", i, x, g)
                 if self.cell == "rnn":
                     torch.tanh(g, out=h)
-                else:  # LSTM gates in torch's order: input, forget, cell, output
-                    g[:, : 2 * H].sigmoid_()
-                    g[:, 3 * H :].sigmoid_()
-                    g[:, 2 * H : 3 * H].tanh_()
-                    c.mul_(g[:, H : 2 * H]).addcmul_(g[:, :H], g[:, 2 * H : 3 * H])
+                else:  # LSTM gates in the order input, forget, output, cell (see __init__)
+                    g[:, : 3 * H].sigmoid_()
+                    g[:, 3 * H :].tanh_()
+                    c.mul_(g[:, H : 2 * H]).addcmul_(g[:, :H], g[:, 3 * H :])
                     torch.tanh(c, out=h)
-                    h.mul_(g[:, 3 * H :])
+                    h.mul_(g[:, 2 * H : 3 * H])
             inp = h
         return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
 

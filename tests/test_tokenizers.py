@@ -393,3 +393,18 @@ def test_normal_form_is_stored_and_checked():
     with pytest.raises(ConfigError, match="char"):
         train_tokenizer("bpe", TINY_TEXT, 40, normalize="NFD")
     assert train_tokenizer("char", HAN_NFC, normalize="NFD").chars == "".join(sorted(HAN_NFD))
+
+
+def test_exported_vocabulary_names_the_normal_form():
+    """The JSON `charrnn export` writes tells a program without charrnn to normalise first."""
+    import unicodedata
+
+    from charrnn.export.vocab import tokenizer_json
+
+    tok = CharTokenizer.train(HAN_NFC + E_NFC, normalize="NFD")
+    data, _ = tokenizer_json(tok, None)
+    assert data["normalize"] == "NFD" and "NFD" in data["encode"] and "NFC" in data["decode"]
+    # Following the JSON by hand gives charrnn's ids.
+    ids = [data["tokens"].index(ch) for ch in unicodedata.normalize(data["normalize"], HAN_NFC)]
+    assert ids == tok.encode(HAN_NFC).tolist()
+    assert "normalize" not in tokenizer_json(CharTokenizer.train("ab"), None)[0]

@@ -1,5 +1,6 @@
 """Beam search, batched sampling and the generation controls of issue 3."""
 
+import dataclasses
 import itertools
 
 import pytest
@@ -114,6 +115,28 @@ def test_beam_one_is_greedy(cell):
         beam = beam_search(model, torch.tensor([3, 1]), SampleConfig(length=25, beam=1), token_text=text_of, start_id=0)
         assert beam[0].tokens == greedy[0].tokens
         assert beam[0].logprob == pytest.approx(greedy[0].logprob, abs=1e-6)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("penalty, banned", [(0.0, ()), (1.0, (2,)), (0.6, (0, 5))])
+def test_fixed_length_beam_equals_the_general_loop(cell, penalty, banned):
+    """Without stop strings or a character limit, beam search keeps its hypotheses on the
+    device and traces them back at the end; a character limit no output reaches sends the
+    same search through the general, step-by-step loop: the same hypotheses, exactly."""
+    model = _model(cell, 20, sharpen=1.0)
+    for beam in (3, 8):
+        cfg = SampleConfig(length=15, beam=beam, num_return=beam, length_penalty=penalty)
+        fast = beam_search(model, torch.tensor([3, 1]), cfg, token_text=text_of, start_id=0, banned=banned)
+        general = beam_search(model, torch.tensor([3, 1]), dataclasses.replace(cfg, max_chars=10**6),
+                              token_text=text_of, start_id=0, banned=banned)
+        assert len(fast) == beam
+        assert [(g.tokens, g.text, g.logprob, g.score, g.finish_reason) for g in fast] == [
+            (g.tokens, g.text, g.logprob, g.score, g.finish_reason) for g in general]
+        assert not any(t in banned for g in fast for t in g.tokens)
+    # Out of time: every live hypothesis ends where it is, as in the general loop.
+    timed = beam_search(model, torch.tensor([1]), SampleConfig(length=10_000_000, beam=4, max_time=0.2),
+                        token_text=text_of, start_id=0)
+    assert timed[0].finish_reason == "time" and 0 < len(timed[0].tokens) < 10_000_000
 
 
 @pytest.mark.parametrize("cell", CELLS)

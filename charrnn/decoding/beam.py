@@ -62,6 +62,8 @@ def beam_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleC
     device, vocab = runner.device, runner.vocab_size
     controls = Controls(cfg, history, banned, k, vocab, device)
     same_scores, stateless = controls.scores_are_logp, controls.stateless
+    if stateless and not cfg.stop and cfg.max_chars is None:
+        return _fixed_length(runner, first, cfg, make, controls, t0)
     tokens = torch.full((k,), first, dtype=torch.long, device=device)
     # Live hypotheses are rows. Each step appends (parent row, token, log-prob, score) per
     # row to ``history``; a hypothesis's tokens are found by walking parents back.
@@ -145,6 +147,62 @@ def beam_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleC
             tracks = new_tracks + [(new_tracks[0][0].clone(), new_tracks[0][1].clone()) for _ in range(pad)]
         alive = torch.tensor(totals + [float("-inf")] * pad, dtype=torch.float64, device=device)
         tokens = torch.tensor(next_tokens + [first] * pad, dtype=torch.long, device=device)
+    finished.sort(key=lambda g: g.score, reverse=True)
+    return finished[: cfg.num_return]
+
+
+def _fixed_length(runner: DecoderStep, first: int, cfg: SampleConfig, make: MakeDetokenizer, controls: Controls,
+                  t0: float) -> list[Generation]:
+    """``beam_steps`` where no hypothesis can end before the length limit (no stop strings,
+    no character limit, no controls that keep a history): each step keeps the ``k`` best
+    extensions on the device, and the hypotheses are traced back once, at the end, instead
+    of step by step on the host. The same hypotheses and scores as the general loop."""
+    k, length, vocab, device = cfg.beam, cfg.max_tokens, runner.vocab_size, runner.device
+    tokens = torch.full((k,), first, dtype=torch.long, device=device)
+    alive = torch.full((k,), float("-inf"), dtype=torch.float64, device=device)
+    alive[0] = 0.0  # at the start all beams are the same: only one of them expands
+    parents, picks, logps, scores = [], [], [], []
+    reason = "length"
+    for step in range(length):
+        logits = runner.step(tokens)
+        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float64)
+        adj = controls.log_scores(logits, logp)
+        top = torch.topk((alive.view(-1, 1) + adj).view(-1), min(k, adj.numel()))
+        rows = torch.div(top.indices, vocab, rounding_mode="floor")
+        tokens = top.indices - rows * vocab
+        parents.append(rows)
+        picks.append(tokens)
+        logps.append(logp.view(-1)[top.indices])
+        if not controls.scores_are_logp:
+            scores.append(adj.view(-1)[top.indices])
+        alive = top.values
+        if step == length - 1:
+            break
+        if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
+            reason = "time"
+            break
+        runner.reorder(rows)
+    parent_h, tok_h, lp_h = (torch.stack(x).tolist() for x in (parents, picks, logps))
+    sc_h = torch.stack(scores).tolist() if scores else lp_h
+    finished = []
+    for j, total in enumerate(alive.tolist()):
+        if total == float("-inf"):  # fewer live extensions than beams
+            continue
+        toks, lps, scs = [], [], []
+        row = j
+        for step in range(len(tok_h) - 1, -1, -1):
+            toks.append(tok_h[step][row])
+            lps.append(lp_h[step][row])
+            scs.append(sc_h[step][row])
+            row = parent_h[step][row]
+        toks.reverse()
+        lps.reverse()
+        scs.reverse()
+        text, _ = text_of(toks, make, cfg)
+        score = sum(scs)
+        if cfg.length_penalty:
+            score /= max(len(toks), 1) ** cfg.length_penalty
+        finished.append(Generation(text, toks, sum(lps), reason, score))
     finished.sort(key=lambda g: g.score, reverse=True)
     return finished[: cfg.num_return]
 

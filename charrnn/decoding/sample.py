@@ -136,7 +136,7 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
                     done[r], reasons[r] = True, "time"
             break
         logits = runner.step(tokens)
-        logp_all = logits - torch.logsumexp(logits, dim=-1, keepdim=True)  # the model's own scores
+        logp_all = torch.log_softmax(logits, dim=-1)  # the model's own scores
         scores = controls.scores(logits)
         if blocker is not None:
             # A row whose every continuation is banned has nowhere to go: it ends.
@@ -147,6 +147,7 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
             if all(done):
                 break
             scores[stuck] = 0.0  # keep finished rows computable
+        probs = None
         if cfg.greedy:
             nxt = torch.argmax(scores, dim=-1)
         else:
@@ -159,14 +160,21 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
             uniforms = uniforms[:, 1:]
             cdf = torch.cumsum(probs, dim=-1, dtype=torch.float64)
             nxt = torch.searchsorted(cdf, u * cdf[:, -1:]).view(-1).clamp_(max=vocab - 1)
+        # One host transfer per step: the tokens, their log-probabilities and (sampling)
+        # their probabilities (small ops and transfers are most of a step's cost at batch 1).
+        picked = [nxt.double(), logp_all.gather(1, nxt.view(-1, 1)).view(-1).double()]
+        if probs is not None:
+            picked.append(probs.gather(1, nxt.view(-1, 1)).view(-1).double())
+        host = torch.stack(picked).tolist()
+        if probs is not None and min(host[2]) <= 0:
             # A draw can land on a zero-probability token only at a float boundary: step
             # back to the nearest allowed one.
-            bad = probs.gather(1, nxt.view(-1, 1)).view(-1) <= 0
-            if bool(bad.any()):
-                nxt = torch.where(bad, torch.argmax(probs, dim=-1), nxt)
-        step_logps = logp_all.gather(1, nxt.view(-1, 1)).view(-1).tolist()
+            bad = torch.tensor([p <= 0 for p in host[2]], device=device)
+            nxt = torch.where(bad, torch.argmax(probs, dim=-1), nxt)
+            host = [nxt.tolist(), logp_all.gather(1, nxt.view(-1, 1)).view(-1).tolist()]
+        ids = [int(t) for t in host[0]]
+        step_logps = host[1]
         tokens = nxt
-        ids = nxt.tolist()
         controls.push(nxt, ids, [not d for d in done])
         for r, t in enumerate(ids):
             if done[r]:

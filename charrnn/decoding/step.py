@@ -128,7 +128,24 @@ class StepRunner:
         gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
         self.g = torch.empty(n, gates * H, device=dev)
         self.logits = torch.empty(n, self.dec_w.shape[1], device=dev)
+        # The views a step writes and reads, made once (a slice is a small op of its own).
+        self.x_parts = [(x[:, :s], x[:, s:]) for x, s in zip(self.x, in_sizes)]
+        self.g_parts = self._lstm_gates(self.g) if self.cell == "lstm" else None
+        if self.cell == "gru":
+            self.gru_parts = self._gru_gates(self.gi, self.gh)
         self._start_packing(n)
+
+    def _lstm_gates(self, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Views of LSTM gates (order input, forget, output, cell): the sigmoid part, the
+        tanh part, then input, forget and output."""
+        H = self.hidden
+        return g[:, : 3 * H], g[:, 3 * H :], g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
+
+    def _gru_gates(self, gi: torch.Tensor, gh: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Views of GRU products: r and z of the input and hidden parts, then the
+        candidate's input and hidden parts."""
+        H = self.hidden
+        return gi[:, : 2 * H], gh[:, : 2 * H], gi[:, 2 * H :], gh[:, 2 * H :]
 
     def _start_packing(self, n: int) -> None:
         if not self.pack or n < PACK_MIN_ROWS:
@@ -163,28 +180,30 @@ class StepRunner:
         H = self.hidden
         inp = self.emb.index_select(0, tokens)  # (N, E)
         for i in range(self.layers):
-            x, h, c, g = self.x[i], self.h[i], self.c[i], self.g
-            e = inp.shape[1]
+            x, h, c = self.x[i], self.h[i], self.c[i]
             if self.cell == "gru":
                 x.copy_(inp)
                 gi = self._product("w", i, x, self.gi)
                 gh = self._product("w_hh", i, h, self.gh)
-                rz = gi[:, : 2 * H].add_(gh[:, : 2 * H]).sigmoid_()  # (N, 2H): r, z
-                n = gi[:, 2 * H :].addcmul_(rz[:, :H], gh[:, 2 * H :]).tanh_()
+                rz_i, rz_h, n_i, n_h = self.gru_parts if gi is self.gi else self._gru_gates(gi, gh)
+                rz = rz_i.add_(rz_h).sigmoid_()  # (N, 2H): r, z
+                n = n_i.addcmul_(rz[:, :H], n_h).tanh_()
                 # h' = (1 - z) * n + z * h = n + z * (h - n)
                 h.sub_(n).mul_(rz[:, H:]).add_(n)
             else:
-                x[:, :e].copy_(inp)
-                x[:, e:].copy_(h)
-                g = self._product("w", i, x, g)
+                x_in, x_h = self.x_parts[i]
+                x_in.copy_(inp)
+                x_h.copy_(h)
+                g = self._product("w", i, x, self.g)
                 if self.cell == "rnn":
                     torch.tanh(g, out=h)
                 else:  # LSTM gates in the order input, forget, output, cell (see __init__)
-                    g[:, : 3 * H].sigmoid_()
-                    g[:, 3 * H :].tanh_()
-                    c.mul_(g[:, H : 2 * H]).addcmul_(g[:, :H], g[:, 3 * H :])
+                    sig, cand, in_g, forget, out_g = self.g_parts if g is self.g else self._lstm_gates(g)
+                    sig.sigmoid_()
+                    cand.tanh_()
+                    c.mul_(forget).addcmul_(in_g, cand)
                     torch.tanh(c, out=h)
-                    h.mul_(g[:, 2 * H : 3 * H])
+                    h.mul_(out_g)
             inp = h
         return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
 

@@ -201,7 +201,7 @@ class Batch:
         for j in self.jobs:
             j.check_time()
         logits = self.runner.step(self.tokens)  # (R, V)
-        logp_all = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+        logp_all = torch.log_softmax(logits, dim=-1)
         nxt = self.tokens.clone()
         for jobs, idx in self.groups:
             self._choose(jobs, logits if idx is None else logits.index_select(0, idx), nxt, idx)

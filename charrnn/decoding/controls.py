@@ -114,12 +114,7 @@ class Controls:
             scores = penalize_repeats(scores, self.seen, cfg.repetition_penalty)
         if log_normalize:
             scores = torch.log_softmax(scores.double(), dim=-1)
-        if self.ban.numel():
-            scores = scores.index_fill(1, self.ban, float("-inf"))
-        if self.blocker is not None:
-            scores = scores.clone() if scores is logits else scores
-            self.blocker.ban(scores)
-        return scores
+        return self._banned(scores, logits)
 
     def log_scores(self, logits: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
         """``scores(logits, log_normalize=True)`` for beam search, given ``logp``, the
@@ -127,11 +122,15 @@ class Controls:
         ``logp`` itself with the banned entries at -inf, so nothing is normalised twice."""
         if self.seen is not None:
             return self.scores(logits, log_normalize=True)
-        scores = logp
+        return self._banned(logp, logp)
+
+    def _banned(self, scores: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+        """Rules 3-4 on ``scores``: banned ids and blocked n-grams at -inf, never written
+        into ``given`` (the caller's tensor)."""
         if self.ban.numel():
             scores = scores.index_fill(1, self.ban, float("-inf"))
         if self.blocker is not None:
-            scores = scores.clone() if scores is logp else scores
+            scores = scores.clone() if scores is given else scores
             self.blocker.ban(scores)
         return scores
 

@@ -327,6 +327,19 @@ def _train(tmp_path, name, *opts, steps=5):
     return cli("train", "--task", "seq2seq", train, *opts, "--max-steps", steps, *TINY, "-o", tmp_path / name, "--json")
 
 
+def test_label_smoothing_leaves_the_validation_loss_a_plain_likelihood(tmp_path):
+    dev = write_pairs(tmp_path / "d.tsv", reverse_task(10, 8, seed=4)[0])
+    runs = {}
+    for eps in ("0", "0.3"):
+        code, out, err = _train(tmp_path, f"r{eps}", "--label-smoothing", eps, "--val-file", dev, "--dropout", "0")
+        assert code == 0, err
+        runs[eps] = json.loads(out)
+        res = json.loads(ok("eval", "perplexity", tmp_path / f"r{eps}", dev, "--json"))
+        assert res["loss"] == pytest.approx(runs[eps]["val_loss"], rel=1e-5)
+    # The smoothed loss trains other weights than the plain one from the same start.
+    assert runs["0"]["val_loss"] != pytest.approx(runs["0.3"]["val_loss"], rel=1e-6)
+
+
 def test_shared_vocab_needs_one_kind(tmp_path):
     code, out, err = _train(tmp_path, "r", "--shared-vocab", "--target-tokenizer", "space")
     assert_one_line_error(code, out, err, "--shared-vocab")
@@ -358,6 +371,7 @@ def test_dot_attention_needs_a_one_direction_encoder(tmp_path):
     (["--cell", "gru"], {"cell": "gru"}, {}),
     (["--cell", "rnn", "--no-input-feeding"], {"cell": "rnn", "input_feeding": False}, {}),
     (["--teacher-forcing", "0.5"], {}, {"teacher_forcing": 0.5}),
+    (["--label-smoothing", "0.1"], {}, {"label_smoothing": 0.1}),
 ])
 def test_architecture_options_train(tmp_path, opts, config, state):
     code, out, err = _train(tmp_path, "r", *opts, "--target-tokenizer", "space")
@@ -374,6 +388,7 @@ def test_architecture_options_train(tmp_path, opts, config, state):
 
 @pytest.mark.parametrize("opts, name", [(["--attention", "none"], "--attention"),
                                         (["--teacher-forcing", "0.5"], "--teacher-forcing"),
+                                        (["--label-smoothing", "0.1"], "--label-smoothing"),
                                         (["--source-tokenizer", "space"], "--source-tokenizer"),
                                         (["--shared-vocab"], "--shared-vocab")])
 def test_seq2seq_options_with_a_language_model(tmp_path, opts, name):

@@ -131,6 +131,38 @@ def test_a_padded_batch_equals_each_pair_alone(cell, attention):
             torch.testing.assert_close(batch[i, : len(t)], alone, atol=1e-5, rtol=1e-4)
 
 
+def test_label_smoothed_loss_equals_a_hand_computed_sum_and_torchs_own():
+    from charrnn.tasks.seq2seq import smoothed_nll
+
+    torch.manual_seed(3)
+    pad, sos, eps = 0, 1, 0.2
+    logits = torch.randn(2, 4, 6)
+    gold = torch.tensor([[2, 5, 3, pad], [4, pad, pad, pad]])
+    allowed = torch.tensor([2, 3, 4, 5])  # all but padding and SOS
+    got = smoothed_nll(logits, gold, pad, allowed, eps)
+    want = 0.0
+    for r in range(2):
+        for t in range(4):
+            if gold[r, t] == pad:
+                continue
+            logp = torch.log_softmax(logits[r, t].double(), dim=0)
+            want += -(1 - eps) * logp[gold[r, t]] - eps * sum(logp[j] for j in allowed) / len(allowed)
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    # Where padding and SOS can never win (their logits far below), it is torch's own label
+    # smoothing over the allowed tokens alone.
+    banned = logits.clone()
+    banned[..., [pad, sos]] = -1e4
+    remap = {int(a): i for i, a in enumerate(allowed)}
+    flat = gold.reshape(-1)
+    keep = flat != pad
+    ref = F.cross_entropy(banned.reshape(-1, 6)[keep][:, allowed], torch.tensor([remap[int(g)] for g in flat[keep]]),
+                          label_smoothing=eps, reduction="sum")
+    assert float(smoothed_nll(banned, gold, pad, allowed, eps)) == pytest.approx(float(ref), rel=1e-6)
+    # No smoothing: the plain summed negative log-likelihood, padding ignored.
+    plain = F.cross_entropy(logits.reshape(-1, 6), flat, ignore_index=pad, reduction="sum")
+    assert float(smoothed_nll(logits, gold, pad, allowed, 0.0)) == pytest.approx(float(plain), rel=1e-6)
+
+
 @pytest.mark.parametrize("attention", ["dot", "general", "additive"])
 def test_attention_weights_sum_to_one_and_ignore_padding(attention):
     model = make(attention=attention)

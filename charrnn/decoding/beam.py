@@ -153,28 +153,30 @@ def beam_steps(runner: DecoderStep, history: list[int], first: int, cfg: SampleC
 
 def _fixed_length(runner: DecoderStep, first: int, cfg: SampleConfig, make: MakeDetokenizer, controls: Controls,
                   t0: float) -> list[Generation]:
-    """``beam_steps`` where no hypothesis can end before the length limit (no stop strings,
-    no character limit, no controls that keep a history): each step keeps the ``k`` best
-    extensions on the device, and the hypotheses are traced back once, at the end, instead
-    of step by step on the host. The same hypotheses and scores as the general loop."""
+    """``beam_steps`` where no hypothesis can end before the length limit and only bans
+    apply (no stop strings, no character limit, no controls that keep a history): each
+    step keeps the ``k`` best extensions on the device, and the hypotheses are traced back
+    once, at the end, instead of step by step on the host. A hypothesis's log-probability
+    is its running score, summed in the same order as the general loop sums its tokens':
+    the same hypotheses and scores as that loop."""
+    assert controls.stateless
     k, length, vocab, device = cfg.beam, cfg.max_tokens, runner.vocab_size, runner.device
+    ban = controls.ban if controls.ban.numel() else None
     tokens = torch.full((k,), first, dtype=torch.long, device=device)
     alive = torch.full((k,), float("-inf"), dtype=torch.float64, device=device)
     alive[0] = 0.0  # at the start all beams are the same: only one of them expands
-    parents, picks, logps, scores = [], [], [], []
+    parents, picks = [], []
     reason = "length"
     for step in range(length):
         logits = runner.step(tokens)
-        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float64)
-        adj = controls.log_scores(logits, logp)
-        top = torch.topk((alive.view(-1, 1) + adj).view(-1), min(k, adj.numel()))
+        total = torch.log_softmax(logits, dim=-1, dtype=torch.float64)  # a new tensor, changed in place below
+        if ban is not None:
+            total.index_fill_(1, ban, float("-inf"))
+        top = torch.topk(total.add_(alive.view(-1, 1)).view(-1), min(k, total.numel()))
         rows = torch.div(top.indices, vocab, rounding_mode="floor")
-        tokens = top.indices - rows * vocab
+        tokens = top.indices.remainder(vocab)
         parents.append(rows)
         picks.append(tokens)
-        logps.append(logp.view(-1)[top.indices])
-        if not controls.scores_are_logp:
-            scores.append(adj.view(-1)[top.indices])
         alive = top.values
         if step == length - 1:
             break
@@ -182,27 +184,22 @@ def _fixed_length(runner: DecoderStep, first: int, cfg: SampleConfig, make: Make
             reason = "time"
             break
         runner.reorder(rows)
-    parent_h, tok_h, lp_h = (torch.stack(x).tolist() for x in (parents, picks, logps))
-    sc_h = torch.stack(scores).tolist() if scores else lp_h
+    parent_h, tok_h = torch.stack(parents).tolist(), torch.stack(picks).tolist()
     finished = []
-    for j, total in enumerate(alive.tolist()):
-        if total == float("-inf"):  # fewer live extensions than beams
+    for j, logprob in enumerate(alive.tolist()):
+        if logprob == float("-inf"):  # fewer live extensions than beams
             continue
-        toks, lps, scs = [], [], []
+        toks = []
         row = j
         for step in range(len(tok_h) - 1, -1, -1):
             toks.append(tok_h[step][row])
-            lps.append(lp_h[step][row])
-            scs.append(sc_h[step][row])
             row = parent_h[step][row]
         toks.reverse()
-        lps.reverse()
-        scs.reverse()
         text, _ = text_of(toks, make, cfg)
-        score = sum(scs)
+        score = logprob
         if cfg.length_penalty:
             score /= max(len(toks), 1) ** cfg.length_penalty
-        finished.append(Generation(text, toks, sum(lps), reason, score))
+        finished.append(Generation(text, toks, logprob, reason, score))
     finished.sort(key=lambda g: g.score, reverse=True)
     return finished[: cfg.num_return]
 

@@ -153,23 +153,39 @@ class StepRunner:
             return
         if self._packed_rows == n and self.packed is not None:
             return
+        ws, bs = list(self.w), list(self.b)
+        if self.cell == "lstm":
+            # The cell gate's rows doubled (exact in floating point): the step then takes
+            # one sigmoid over all four gates and tanh(x) as 2 * sigmoid(2x) - 1. On CPUs
+            # torch's tanh costs several times its sigmoid per element, and this removes
+            # the strided tanh over the cell gate's columns (see ``step``).
+            H = self.hidden
+            scale = torch.ones(4 * H, device=self.device)
+            scale[3 * H :] = 2.0
+            ws, bs = [w * scale for w in ws], [b * scale for b in bs]
         try:
             reorder = torch.ops.mkl._mkl_reorder_linear_weight
-            packed = {"w": [reorder(w.t().contiguous(), n) for w in self.w]}
+            packed = {"w": [reorder(w.t().contiguous(), n) for w in ws]}
             if self.cell == "gru":
                 packed["w_hh"] = [reorder(w.t().contiguous(), n) for w in self.w_hh]
         except (RuntimeError, AttributeError):  # an MKL without packing after all: plain products
             self.pack, self.packed = False, None
             return
+        # What ``_mkl_linear`` takes besides the packed weights: the (out, in) weights and flat biases.
+        self.packed_args = {"w": [(w.t(), b.view(-1)) for w, b in zip(ws, bs)]}
+        if self.cell == "gru":
+            self.packed_args["w_hh"] = [(w.t(), b.view(-1)) for w, b in zip(self.w_hh, self.b_hh)]
         self.packed, self._packed_rows = packed, n
 
     def _product(self, kind: str, i: int, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``x @ W + b`` of layer ``i`` (``kind`` "w" or, for GRU, "w_hh"): in ``out``, or
-        a new tensor from the packed product."""
-        w, b = (self.w[i], self.b[i]) if kind == "w" else (self.w_hh[i], self.b_hh[i])
+        a new tensor from the packed product (an LSTM's cell gate doubled, see
+        ``_start_packing``)."""
         if self.packed is None:
+            w, b = (self.w[i], self.b[i]) if kind == "w" else (self.w_hh[i], self.b_hh[i])
             return torch.addmm(b, x, w, out=out)
-        return torch.ops.mkl._mkl_linear(x, self.packed[kind][i], w.t(), b.view(-1), self.n)
+        w_t, b = self.packed_args[kind][i]
+        return torch.ops.mkl._mkl_linear(x, self.packed[kind][i], w_t, b, self.n)
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep rows ``index`` (beam search): row i takes the state of row index[i]."""
@@ -197,11 +213,16 @@ class StepRunner:
                 g = self._product("w", i, x, self.g)
                 if self.cell == "rnn":
                     torch.tanh(g, out=h)
-                else:  # LSTM gates in the order input, forget, output, cell (see __init__)
-                    sig, cand, in_g, forget, out_g = self.g_parts if g is self.g else self._lstm_gates(g)
+                elif g is self.g:  # LSTM gates in the order input, forget, output, cell (see __init__)
+                    sig, cand, in_g, forget, out_g = self.g_parts
                     sig.sigmoid_()
                     cand.tanh_()
                     c.mul_(forget).addcmul_(in_g, cand)
+                    torch.tanh(c, out=h)
+                    h.mul_(out_g)
+                else:  # the packed product, cell gate doubled: s = sigmoid(2x), tanh(x) = 2s - 1
+                    in_g, forget, out_g, s = g.sigmoid_().split(H, dim=1)
+                    c.mul_(forget).addcmul_(in_g, s, value=2.0).sub_(in_g)  # f*c + i*(2s - 1)
                     torch.tanh(c, out=h)
                     h.mul_(out_g)
             inp = h

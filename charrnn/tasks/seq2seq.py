@@ -180,15 +180,19 @@ class Seq2SeqTask(ExampleTask):
     rate_name = "pairs_per_sec"
 
     def __init__(self, data: PairData, model_config: Seq2SeqConfig, cfg: TrainConfig, teacher_forcing: float = 1.0,
-                 max_length: int = DEFAULT_MAX_LENGTH, length_ratio: float | None = None):
+                 max_length: int = DEFAULT_MAX_LENGTH, length_ratio: float | None = None, label_smoothing: float = 0.0):
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ConfigError(f"--teacher-forcing must be between 0 and 1, not {teacher_forcing}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"--label-smoothing must be at least 0 and below 1, not {label_smoothing}")
         self.data = data
         tok = data.tokenizer
         self.model_config = dataclasses.replace(model_config, src_vocab_size=tok.source.vocab_size + 1,
                                                 tgt_vocab_size=tok.target.vocab_size + 3)
         c = self.model_config
-        self.teacher_forcing, self.max_length = teacher_forcing, max_length
+        self.teacher_forcing, self.max_length, self.label_smoothing = teacher_forcing, max_length, label_smoothing
+        # The tokens a target can hold (all but padding and SOS): label smoothing spreads its mass over these.
+        self.target_ids = torch.tensor([i for i in range(c.tgt_vocab_size) if i not in (c.tgt_pad_id, c.sos_id)])
         self.length_ratio = length_ratio if length_ratio is not None else data.length_ratio
         train_tgt = [[c.sos_id, *t, c.eos_id] for t in data.train_tgt]
         self.batches = PairBatches(data.train_src, train_tgt, cfg.batch_size, cfg.seed, c.src_pad_id, c.tgt_pad_id)
@@ -219,8 +223,12 @@ class Seq2SeqTask(ExampleTask):
         t = t.to(device)
         with autocast(device, dtype):
             logits = net(s.to(device), sl, t[:, :-1], self.teacher_forcing)  # (n, T-1, V)
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1),
-                              ignore_index=self.model_config.tgt_pad_id, reduction="sum")
+        if self.label_smoothing:
+            nll = smoothed_nll(logits, t[:, 1:], self.model_config.tgt_pad_id, self.target_ids.to(device),
+                               self.label_smoothing)
+        else:
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1),
+                                  ignore_index=self.model_config.tgt_pad_id, reduction="sum")
         return nll * scale / total, len(sl) if scale else 0
 
     # ----------------------------------------------------------- reporting
@@ -248,9 +256,23 @@ class Seq2SeqTask(ExampleTask):
                 "final_val_accuracy": last["val_accuracy"], "final_val_loss": last["val_loss"]}
 
     def checkpoint_parts(self) -> dict[str, Any]:
-        state = {"teacher_forcing": self.teacher_forcing, "max_length": self.max_length,
+        state = {"teacher_forcing": self.teacher_forcing, "label_smoothing": self.label_smoothing,
+                 "max_length": self.max_length,
                  "length_ratio": self.length_ratio, "skipped_long": self.data.skipped}
         return {"tokenizer": self.data.tokenizer, "task": self.name, "task_state": state}
+
+
+def smoothed_nll(logits: torch.Tensor, gold: torch.Tensor, pad: int, allowed: torch.Tensor, eps: float) -> torch.Tensor:
+    """Summed label-smoothed cross-entropy over the non-padding positions of ``gold``
+    (n, T) given ``logits`` (n, T, V): (1 - eps) times the gold token's negative
+    log-probability plus eps times the mean negative log-probability of the ``allowed``
+    tokens (those a target can hold; padding and SOS get none of the mass, as in
+    OpenNMT-py). Computed in fp32 whatever the logits' dtype."""
+    keep = gold.reshape(-1) != pad
+    logp = F.log_softmax(logits.reshape(-1, logits.shape[-1])[keep].float(), dim=-1)
+    nll = -logp.gather(1, gold.reshape(-1)[keep].unsqueeze(1)).squeeze(1)
+    spread = -logp.index_select(1, allowed).mean(dim=1)
+    return ((1.0 - eps) * nll + eps * spread).sum()
 
 
 def _symbols(kind: str):

@@ -262,10 +262,13 @@ def test_predict_sampling(rev_run, pairs, tmp_path):
     (["--top-k", "2"], "--top-k"),
     (["--n-best", "2"], "beam"),  # several outputs need a beam or sampling
     (["--beam", "2", "--n-best", "3"], "beam"),
+    (["--rescore", "REV"], "--beam"),  # rescoring re-ranks a beam
+    (["--rescore", "REV", "--beam", "2", "--rescore-weight", "1.5"], "--rescore-weight"),
 ])
 def test_predict_option_errors(rev_run, tmp_path, opts, pattern):
     run_dir, _ = rev_run
     data = write_lines(tmp_path / "in.txt", ["abc"])
+    opts = [run_dir if o == "REV" else o for o in opts]
     assert_one_line_error(*cli("predict", run_dir, data, *opts), pattern)
 
 
@@ -372,6 +375,7 @@ def test_dot_attention_needs_a_one_direction_encoder(tmp_path):
     (["--cell", "rnn", "--no-input-feeding"], {"cell": "rnn", "input_feeding": False}, {}),
     (["--teacher-forcing", "0.5"], {}, {"teacher_forcing": 0.5}),
     (["--label-smoothing", "0.1"], {}, {"label_smoothing": 0.1}),
+    (["--reverse-target"], {}, {"reverse_target": True}),
 ])
 def test_architecture_options_train(tmp_path, opts, config, state):
     code, out, err = _train(tmp_path, "r", *opts, "--target-tokenizer", "space")
@@ -389,6 +393,7 @@ def test_architecture_options_train(tmp_path, opts, config, state):
 @pytest.mark.parametrize("opts, name", [(["--attention", "none"], "--attention"),
                                         (["--teacher-forcing", "0.5"], "--teacher-forcing"),
                                         (["--label-smoothing", "0.1"], "--label-smoothing"),
+                                        (["--reverse-target"], "--reverse-target"),
                                         (["--source-tokenizer", "space"], "--source-tokenizer"),
                                         (["--shared-vocab"], "--shared-vocab")])
 def test_seq2seq_options_with_a_language_model(tmp_path, opts, name):
@@ -571,3 +576,104 @@ def test_source_normalize_is_for_char_sources(tmp_path):
     code, out, err = cli("train", corpus, "--source-normalize", "nfd", "--max-steps", "2", "--layers", "1",
                          "--bptt", "8", *TINY, "--out", tmp_path / "lm")
     assert_one_line_error(code, out, err, "--source-normalize")
+
+
+# ----------------------------------------------------------------- right to left, and rescoring
+
+
+@pytest.fixture(scope="module")
+def r2l_run(base, pairs):
+    """The reverse task learned by a decoder that writes right to left (for it, a copy)."""
+    train_file, dev_file, _, _ = pairs
+    run_dir = base / "r2l"
+    out = ok("train", "--task", "seq2seq", train_file, "--val-file", dev_file, "--target-tokenizer", "space",
+             "--hidden-size", "32", "--embedding-dim", "16", "--dropout", "0.1", "--batch-size", "32", "--lr", "0.01",
+             "--warmup-steps", "20", "--max-steps", "300", "--eval-interval", "100", "--reverse-target", *HW,
+             "-o", run_dir, "--json")
+    return run_dir, json.loads(out)
+
+
+def test_a_right_to_left_model_learns_and_answers_in_reading_order(r2l_run, pairs):
+    run_dir, summary = r2l_run
+    _, dev_file, _, dev = pairs
+    # Validation compared its outputs, put back in reading order, with the references.
+    assert summary["val_accuracy"] == 1.0, summary
+    assert ok("predict", run_dir, dev_file).splitlines() == [reverse(s) for s in dev]
+    assert ok("predict", run_dir, dev_file, "--beam", "3").splitlines() == [reverse(s) for s in dev]
+    assert json.loads(ok("info", run_dir, "--json"))["task_state"]["reverse_target"] is True
+    # The model really writes last token first: its raw first greedy token is the target's last symbol.
+    from charrnn.api import load
+    from charrnn.config import SampleConfig
+    from charrnn.decoding.seq2seq import translate
+
+    model = load(run_dir, device="cpu")
+    raw = translate(model.models, model.encode(dev[:5]), SampleConfig(greedy=True), model.target.detokenizer,
+                    model.target.banned_ids, limit=model.limit)
+    for source, gens in zip(dev[:5], raw):
+        assert model.target.decode(gens[0].tokens[:1]).strip() == source[0]  # reverse(s) ends with s[0]
+    # Teacher-forced perplexity reads the targets in the model's direction too.
+    res = json.loads(ok("eval", "perplexity", run_dir, dev_file, "--json"))
+    assert res["loss"] == pytest.approx(summary["val_loss"], rel=1e-5)
+
+
+def test_sequence_scores_are_the_teacher_forced_log_probabilities(rev_run, r2l_run, pairs):
+    """score() against a hand loop: the model's step-by-step log-softmax at each gold token
+    (for an ensemble, the log of the two models' mean probability), in each model's direction."""
+    from charrnn.api import load, load_ensemble
+    from charrnn.tasks.seq2seq import encode_side
+
+    dev = pairs[3][:6]
+    targets = [reverse(s) for s in dev[:3]] + ["a b", "d d d d", "c"]  # right and wrong outputs
+    fwd, bwd = load(rev_run[0], device="cpu"), load(r2l_run[0], device="cpu")
+
+    def hand(model, source: str, target: str) -> list[float]:
+        c = model.model.config
+        ids = encode_side(model.target, [target])[0]
+        gold = (ids[::-1] if model.reverse else ids) + [c.eos_id]
+        src = torch.tensor([model.encode([source])[0]])
+        with torch.no_grad():
+            logits = model.model(src, torch.tensor([src.shape[1]]), torch.tensor([[c.sos_id] + gold[:-1]]))[0]
+        return [float(torch.log_softmax(logits.double(), -1)[i, t]) for i, t in enumerate(gold)]
+
+    for model in (fwd, bwd):
+        got = model.score(dev, targets)
+        assert got == pytest.approx([sum(hand(model, s, t)) for s, t in zip(dev, targets)], abs=1e-4)
+    assert all(s > -1.0 for s in fwd.score(dev[:3], targets[:3]))  # the right answers are near-certain
+    assert all(s < -1.0 for s in fwd.score(dev[3:], targets[3:]))
+    twice = load_ensemble([rev_run[0], rev_run[0]], device="cpu")
+    assert twice.score(dev, targets) == pytest.approx(fwd.score(dev, targets), abs=1e-6)
+
+
+def test_rescoring_ranks_the_beam_by_the_mixed_log_probability(rev_run, r2l_run, pairs):
+    from charrnn.api import load
+
+    fwd, bwd = load(rev_run[0], device="cpu"), load(r2l_run[0], device="cpu")
+    dev = pairs[3][:6]
+    k = 4
+    for weight, lp in ((0.0, 1.0), (0.5, 1.0), (1.0, 0.0), (0.3, 0.6)):
+        # The beam's own K hypotheses (the length penalty also steers which ones it keeps).
+        hyps = [[t for t, _ in best] for best in fwd.predict(dev, beam=k, n_best=k, length_penalty=lp)]
+        got = fwd.predict(dev, beam=k, n_best=k, rescore=bwd, rescore_weight=weight, length_penalty=lp)
+        for source, texts, ranked in zip(dev, hyps, got):
+            own = fwd.score([source] * len(texts), texts)
+            other = bwd.score([source] * len(texts), texts)
+            lengths = [len(t.split()) + 1 for t in texts]  # the symbols and EOS
+            want = sorted(((t, ((1 - weight) * a + weight * b) / n ** lp)
+                           for t, a, b, n in zip(texts, own, other, lengths)), key=lambda x: x[1], reverse=True)
+            assert [t for t, _ in ranked] == [t for t, _ in want], (weight, source)
+            assert [v for _, v in ranked] == pytest.approx([v for _, v in want], abs=1e-3)
+    # The rescored outputs of the trained pair are the right answers, through the command line too.
+    _, dev_file, _, dev_all = pairs
+    res = json.loads(ok("eval", "accuracy", rev_run[0], dev_file, "--beam", "3", "--rescore", r2l_run[0], "--json"))
+    assert res["accuracy"] == 1.0 and res["rescore_weight"] == 0.5
+    lines = ok("predict", rev_run[0], dev_file, "--beam", "3", "--n-best", "2", "--rescore", r2l_run[0]).splitlines()
+    assert [line.split("\t")[0] for line in lines[::2]] == [reverse(s) for s in dev_all]
+
+
+def test_rescoring_and_direction_errors(rev_run, r2l_run, lm_run, pairs):
+    _, dev_file, _, _ = pairs
+    assert_one_line_error(*cli("eval", "accuracy", rev_run[0], dev_file, "--rescore", r2l_run[0]), "--beam")
+    assert_one_line_error(*cli("predict", rev_run[0], dev_file, "--ensemble", r2l_run[0]), "direction")
+    assert_one_line_error(*cli("predict", rev_run[0], dev_file, "--beam", "2", "--rescore", lm_run), "lm")
+    assert_one_line_error(*cli("eval", "accuracy", lm_run, dev_file, "--beam", "2", "--rescore", r2l_run[0]),
+                          "--rescore")

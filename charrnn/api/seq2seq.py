@@ -12,7 +12,8 @@ from ..config import SampleConfig
 from ..decoding import Generation
 from ..errors import CheckpointError, ConfigError
 from ..runtime import resolve_device
-from ..tasks.seq2seq import encode_side, output_text, teacher_forced_nll
+from ..tasks.seq2seq import (decoder_target, encode_side, output_text, reading_order, sequence_logprobs,
+                             teacher_forced_nll)
 from ..tasks.seq2seq_metrics import Seq2SeqReport, seq2seq_report
 
 
@@ -29,12 +30,18 @@ class Seq2SeqModel:
         self.model = checkpoint.build_model(self.device)
         self.models = [self.model]
         ratios = [float((checkpoint.task_state or {}).get("length_ratio", 2.0))]
+        # A right-to-left model (--reverse-target) writes its outputs last token first.
+        self.reverse = bool((checkpoint.task_state or {}).get("reverse_target", False))
         for other in ensemble:
             if other.task != "seq2seq":
                 raise CheckpointError(f"{other.path}: a {other.task} run cannot join an encoder-decoder ensemble")
             if not _same_tokenizer(other.tokenizer, self.tokenizer):
                 raise CheckpointError(f"{other.path}: its tokenizers differ from those of {checkpoint.path}: an "
                                       f"ensemble needs runs on the same data with the same tokenizer options")
+            if bool((other.task_state or {}).get("reverse_target", False)) != self.reverse:
+                raise CheckpointError(f"{other.path}: it writes its outputs in the other direction than "
+                                      f"{checkpoint.path} (--reverse-target): an ensemble decodes in one direction "
+                                      f"(use the other as --rescore)")
             self.models.append(other.build_model(self.device))
             ratios.append(float((other.task_state or {}).get("length_ratio", 2.0)))
         self.length_ratio = max(ratios)
@@ -70,21 +77,37 @@ class Seq2SeqModel:
         limit = None if config.length is not None else self.limit
         outs = translate(self.models, self.encode(sources), config, self.target.detokenizer, self.target.banned_ids,
                          limit=limit, batch_size=batch_size)
+        if self.reverse:
+            outs = reading_order(outs, self.target.detokenizer)
         for gens in outs:
             for g in gens:
                 g.text = output_text(self.target.kind, g.text)
         return outs
 
     def predict(self, sources: list[str], beam: int = 0, n_best: int = 1, length_penalty: float = 1.0,
-                batch_size: int = 256, **options: Any) -> list[list[tuple[str, float]]]:
+                batch_size: int = 256, rescore: Seq2SeqModel | None = None, rescore_weight: float = 0.5,
+                **options: Any) -> list[list[tuple[str, float]]]:
         """For each source, its ``n_best`` outputs with their scores, best first: greedy
         by default (scores are log-probabilities), beam search with ``beam`` > 0 (scores
         are log-probabilities / length ** length_penalty), or samples with
-        ``temperature=...`` (and other SampleConfig options)."""
+        ``temperature=...`` (and other SampleConfig options).
+
+        ``rescore``: another model (typically right to left, ``--reverse-target``) that
+        re-ranks all ``beam`` hypotheses of each source: a hypothesis's log-probability
+        becomes (1 - rescore_weight) x this model's + rescore_weight x ``rescore``'s
+        (teacher forced), divided by length ** length_penalty as in the beam."""
         if n_best < 1:
             raise ConfigError(f"n_best must be >= 1, not {n_best}")
         if beam and n_best > beam:
             raise ConfigError(f"n_best ({n_best}) cannot exceed the beam ({beam})")
+        if rescore is not None:
+            if not beam or options:
+                raise ConfigError("rescoring re-ranks a beam search's hypotheses: it needs beam=K (and no sampling)")
+            if not 0.0 <= rescore_weight <= 1.0:
+                raise ConfigError(f"the rescoring weight must be between 0 and 1, not {rescore_weight}")
+            config = SampleConfig(beam=beam, num_return=beam, length_penalty=length_penalty)
+            outs = self.generate(sources, config, batch_size)
+            return _rescored(sources, outs, rescore, rescore_weight, length_penalty, n_best, batch_size)
         if beam:
             config = SampleConfig(beam=beam, num_return=n_best, length_penalty=length_penalty, **options)
         elif options:
@@ -97,10 +120,12 @@ class Seq2SeqModel:
         return [[(g.text, g.score if g.score is not None else g.logprob) for g in gens] for gens in outs]
 
     def evaluate(self, sources: list[str], references: list[list[str]], beam: int = 0,
-                 length_penalty: float = 1.0, batch_size: int = 256) -> Seq2SeqReport:
+                 length_penalty: float = 1.0, batch_size: int = 256, rescore: Seq2SeqModel | None = None,
+                 rescore_weight: float = 0.5) -> Seq2SeqReport:
         """Exact-match accuracy (any reference), WER, token error rate, BLEU and chrF of
         the outputs for distinct ``sources``, each with its references."""
-        outs = self.predict(sources, beam=beam, length_penalty=length_penalty, batch_size=batch_size)
+        outs = self.predict(sources, beam=beam, length_penalty=length_penalty, batch_size=batch_size,
+                            rescore=rescore, rescore_weight=rescore_weight)
         symbols = str.split if self.target.kind in ("space", "word") else list
         return seq2seq_report([o[0][0] for o in outs], references, symbols)
 
@@ -109,12 +134,33 @@ class Seq2SeqModel:
         given ``sources``, and the number of tokens scored."""
         c = self.model.config
         src = self.encode(sources)
-        tgt = [[c.sos_id, *ids, c.eos_id] for ids in encode_side(self.target, targets)]
+        tgt = [decoder_target(ids, c, self.reverse) for ids in encode_side(self.target, targets)]
         total, count = teacher_forced_nll(self.model, src, tgt, self.device)
         return total / max(count, 1), count
 
+    def score(self, sources: list[str], targets: list[str], batch_size: int = 256) -> list[float]:
+        """The log-probability (natural log, EOS included) of each target given its source,
+        teacher forced; for an ensemble, at each step the log of the models' mean
+        probability, as ensemble decoding scores it."""
+        c = self.model.config
+        tgt = [decoder_target(ids, c, self.reverse) for ids in encode_side(self.target, targets)]
+        return sequence_logprobs(self.models, self.encode(sources), tgt, self.device, batch_size=batch_size)
+
     def info(self) -> dict[str, Any]:
         return self.checkpoint.summary()
+
+
+def _rescored(sources: list[str], outs: list[list[Generation]], rescore: Seq2SeqModel, weight: float,
+              length_penalty: float, n_best: int, batch_size: int) -> list[list[tuple[str, float]]]:
+    """Each source's hypotheses re-ranked by their log-probability mixed with ``rescore``'s."""
+    flat = [(i, g) for i, gens in enumerate(outs) for g in gens]
+    other = rescore.score([sources[i] for i, _ in flat], [g.text for _, g in flat], batch_size) if flat else []
+    ranked: list[list[tuple[str, float]]] = [[] for _ in sources]
+    for (i, g), lp in zip(flat, other):
+        mixed = (1.0 - weight) * g.logprob + weight * lp
+        length = len(g.tokens) + (g.finish_reason == "end")  # EOS counts, as in the beam's own scores
+        ranked[i].append((g.text, mixed / max(length, 1) ** length_penalty if length_penalty else mixed))
+    return [sorted(r, key=lambda t: t[1], reverse=True)[:n_best] for r in ranked]
 
 
 def _same_tokenizer(a, b) -> bool:

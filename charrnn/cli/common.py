@@ -100,6 +100,9 @@ CheckpointArg = Annotated[
 LatestOpt = Annotated[bool, typer.Option("--latest", help="Use the run directory's latest checkpoint instead of its best.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto uses CUDA when torch sees a GPU.", rich_help_panel="Hardware")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.", rich_help_panel="Output")]
+EnsembleOpt = Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")]
+RescoreOpt = Annotated[Optional[list[Path]], typer.Option(help="Re-rank the whole beam with this encoder-decoder run (repeat for an ensemble of them), typically one trained with --reverse-target: each hypothesis's log-probability is mixed with its own (see --rescore-weight).", rich_help_panel="Sequence to sequence")]
+RescoreWeightOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="With --rescore: the rescoring runs' share of the mixed log-probability.", rich_help_panel="Sequence to sequence")]
 ReplaceOpt = Annotated[
     bool, typer.Option("--replace-invalid", help="Replace invalid UTF-8 bytes with U+FFFD instead of stopping with an error.", rich_help_panel="Input")
 ]
@@ -216,6 +219,17 @@ def require_language_model(model: Any, checkpoint: Path, instead: str) -> None:
                            f"decodes sources with it")
     if not isinstance(model, LanguageModel):
         raise CharrnnError(f"{checkpoint}: a classifier, not a language model: {instead}")
+
+
+def load_rescorer(rescore, beam: int, device: str, latest: bool):
+    """The --rescore runs as one model (None without them); they re-rank a beam."""
+    from ..api import load_ensemble
+
+    if not rescore:
+        return None
+    if not beam:
+        raise ConfigError("--rescore re-ranks the hypotheses of a beam search: give --beam K too")
+    return load_ensemble(rescore, device=device, latest=latest)
 
 
 def load_model(checkpoint, ensemble, device: str, latest: bool):

@@ -14,7 +14,7 @@ from ..errors import CharrnnError
 from . import dynamic_eval as dyn
 from . import surprisal_view as sv
 from .app import eval_app
-from .common import (CheckpointArg, load_model, Device, DeviceOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt, print_json,
+from .common import (CheckpointArg, EnsembleOpt, RescoreOpt, RescoreWeightOpt, load_model, load_rescorer, Device, DeviceOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt, print_json,
                      require_language_model, warn)
 
 
@@ -102,7 +102,9 @@ def accuracy(
     label_column: Annotated[Optional[str], typer.Option(help="Column with the label [default: found from common names].", show_default=False)] = None,
     tag_column: Annotated[Optional[str], typer.Option(help="A tagger's gold tag column [default: the one it was trained on].", show_default=False, rich_help_panel="Tagging")] = None,
     beam: Annotated[int, typer.Option(min=0, help="Beam width for an encoder-decoder (0: greedy).", rich_help_panel="Sequence to sequence")] = 0,
-    ensemble: Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")] = None,
+    ensemble: EnsembleOpt = None,
+    rescore: RescoreOpt = None,
+    rescore_weight: RescoreWeightOpt = 0.5,
     length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
@@ -120,6 +122,8 @@ def accuracy(
     if isinstance(model, ConditionalModel):
         raise CharrnnError(f"{checkpoint}: a generator conditioned on labels, not a classifier: 'charrnn eval "
                            f"perplexity' scores labelled examples under their labels")
+    if rescore and not _is_seq2seq(model):
+        raise CharrnnError("--rescore and --rescore-weight are for encoder-decoders (seq2seq)")
     if isinstance(model, SequenceTagger):
         if text_column is not None or label_column is not None or beam or length_penalty != 1.0:
             raise CharrnnError("--text-column, --label-column, --beam and --length-penalty are not for taggers "
@@ -132,7 +136,8 @@ def accuracy(
         if text_column is not None or label_column is not None:
             raise CharrnnError("--text-column and --label-column are for classifiers: an encoder-decoder reads "
                                "source<TAB>target lines")
-        _seq2seq_accuracy(model, file, beam, length_penalty, json_out)
+        rescorer = load_rescorer(rescore, beam, device.value, latest)
+        _seq2seq_accuracy(model, file, beam, length_penalty, json_out, rescorer, rescore_weight)
         return
     if beam or length_penalty != 1.0:
         raise CharrnnError("--beam and --length-penalty are for encoder-decoders (seq2seq)")
@@ -171,7 +176,8 @@ def _is_seq2seq(model) -> bool:
     return isinstance(model, Seq2SeqModel)
 
 
-def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_out: bool) -> None:
+def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_out: bool, rescorer=None,
+                      rescore_weight: float = 0.5) -> None:
     from ..text.pairs import group_references, read_pairs
 
     sources, references = group_references(read_pairs(file))
@@ -179,12 +185,14 @@ def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_o
     if unknown:
         warn(f"{unknown:,} source token(s) never seen in training were read as unknown")
     t = time.perf_counter()
-    rep = model.evaluate(sources, references, beam=beam, length_penalty=length_penalty)
+    rep = model.evaluate(sources, references, beam=beam, length_penalty=length_penalty, rescore=rescorer,
+                         rescore_weight=rescore_weight)
     secs = time.perf_counter() - t
     if rep.note:
         warn(rep.note)
     if json_out:
-        print_json({**rep.as_dict(), "beam": beam, "unknown": unknown, "seconds": secs})
+        extra = {"rescore_weight": rescore_weight} if rescorer is not None else {}
+        print_json({**rep.as_dict(), "beam": beam, **extra, "unknown": unknown, "seconds": secs})
         return
     rows = [
         ("sequence accuracy", f"{rep.accuracy:.4f}"),
@@ -193,7 +201,8 @@ def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_o
         ("BLEU", "-" if rep.bleu is None else f"{rep.bleu:.2f}"),
         ("chrF", "-" if rep.chrf is None else f"{rep.chrf:.2f}"),
         ("sources", f"{rep.sequences:,}"),
-        ("decoding", f"beam {beam}" if beam else "greedy"),
+        ("decoding", (f"beam {beam}" if beam else "greedy")
+         + (f", rescored (weight {rescore_weight:g})" if rescorer is not None else "")),
         ("sources/s", f"{rep.sequences / secs:,.0f}" if secs > 0 else "-"),
     ]
     Console(soft_wrap=True).print(figures(rows))

@@ -72,6 +72,13 @@ def info(checkpoint: CheckpointArg, latest: LatestOpt = False, json_out: JsonOpt
     if ck.task == "tag" and "tags" in state:
         column = state.get("tag_column") or "the default column"
         table.add_row("tags", f"{', '.join(state['tags'])}  ({column})")
+    if ck.task == "seq2seq":
+        parts = [f"teacher forcing {state.get('teacher_forcing', 1.0):g}"]
+        if state.get("label_smoothing"):
+            parts.append(f"label smoothing {state['label_smoothing']:g}")
+        if state.get("reverse_target"):
+            parts.append("targets written right to left (--reverse-target)")
+        table.add_row("decoder training", ", ".join(parts))
     if state.get("embeddings"):
         e = state["embeddings"]
         table.add_row("embeddings", f"{e['file']}: {e['found']:,} of {e['vocab']:,} tokens found"

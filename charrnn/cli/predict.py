@@ -14,7 +14,8 @@ import typer
 
 from ..errors import CharrnnError, ConfigError
 from .app import app
-from .common import CheckpointArg, Device, DeviceOpt, LatestOpt, ReplaceOpt, load_model, print_json, quiet_stdout
+from .common import (CheckpointArg, Device, DeviceOpt, EnsembleOpt, LatestOpt, ReplaceOpt, RescoreOpt, RescoreWeightOpt,
+                     load_model, load_rescorer, print_json, quiet_stdout)
 
 BATCH = 256  # lines per forward pass when the input is not a terminal
 
@@ -69,7 +70,9 @@ def predict(
     device: DeviceOpt = Device.auto,
     replace_invalid: ReplaceOpt = False,
     beam: Annotated[int, typer.Option(min=0, help="Beam width for an encoder-decoder (0: greedy, or sampling with --sample).", rich_help_panel="Sequence to sequence")] = 0,
-    ensemble: Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")] = None,
+    ensemble: EnsembleOpt = None,
+    rescore: RescoreOpt = None,
+    rescore_weight: RescoreWeightOpt = 0.5,
     n_best: Annotated[int, typer.Option(min=1, help="Print the N best outputs of each source (beam search) or N samples, each followed by its score, tab-separated.", rich_help_panel="Sequence to sequence")] = 1,
     length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
     sample: Annotated[bool, typer.Option("--sample", help="Draw each output from the model's distribution instead of the most likely one.", rich_help_panel="Sequence to sequence")] = False,
@@ -91,6 +94,8 @@ def predict(
     if isinstance(model, ConditionalModel):
         raise CharrnnError(f"{checkpoint}: a label-conditioned generator: 'charrnn sample {checkpoint} --label LABEL' "
                            f"generates sequences of a label with it")
+    if rescore and not isinstance(model, Seq2SeqModel):
+        raise ConfigError("--rescore is for encoder-decoders (seq2seq)")
     if isinstance(model, SequenceTagger):
         if text_column is not None or top_k != 1:
             raise ConfigError("--text-column and --top-k are for classifiers; a tagger reads one sentence per line "
@@ -112,8 +117,12 @@ def predict(
             raise ConfigError(f"--n-best {n_best} needs a beam search (--beam {n_best} or wider) or --sample")
         if beam and n_best > beam:
             raise ConfigError(f"--n-best ({n_best}) cannot exceed --beam ({beam})")
+        rescorer = load_rescorer(rescore, beam, device.value, latest)
+        if sample and rescorer is not None:
+            raise ConfigError("--rescore re-ranks a beam search, not samples")
+        more = dict(rescore=rescorer, rescore_weight=rescore_weight) if rescorer is not None else {}
         _predict_seq2seq(model, file, replace_invalid, batch_size, json_out,
-                         dict(beam=beam, n_best=n_best, length_penalty=length_penalty, **options))
+                         dict(beam=beam, n_best=n_best, length_penalty=length_penalty, **options, **more))
         return
     if not isinstance(model, Classifier):
         raise CharrnnError(f"{checkpoint}: a language model, not a classifier: 'charrnn sample' generates text "

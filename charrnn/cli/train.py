@@ -58,6 +58,7 @@ def train(
     input_feeding: Annotated[bool, typer.Option("--input-feeding/--no-input-feeding", help="Feed the previous step's attentional vector to the decoder with each token (Luong).", rich_help_panel="Sequence to sequence")] = _Q.input_feeding,
     teacher_forcing: Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of feeding the decoder the gold previous token in training; below 1 it is fed its own prediction otherwise (scheduled sampling).", rich_help_panel="Sequence to sequence")] = 1.0,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Give this share of the target probability to the other target tokens, evenly, in the training loss (0.1 is the usual value); validation loss and perplexity stay the plain negative log-likelihood.", rich_help_panel="Sequence to sequence")] = 0.0,
+    reverse_target: Annotated[bool, typer.Option("--reverse-target", help="Train the decoder to write each target right to left (outputs still read left to right): a second model for rescoring a left-to-right model's n-best lists (predict and eval accuracy --rescore).", rich_help_panel="Sequence to sequence")] = False,
     source_tokenizer: Annotated[SideTokenizer, typer.Option(help="Tokens of the sources: char, space (whitespace-separated symbols, e.g. phones), bpe, unigram, word.", rich_help_panel="Sequence to sequence")] = SideTokenizer.char,
     target_tokenizer: Annotated[SideTokenizer, typer.Option(help="Tokens of the targets (as --source-tokenizer).", rich_help_panel="Sequence to sequence")] = SideTokenizer.char,
     source_normalize: Annotated[NormalForm, typer.Option(help="Bring every source to this Unicode normal form before the char tokenizer reads it, in training and prediction alike: nfd splits precomposed letters into base and marks (Hangul syllables into jamo, Vietnamese tones apart), so equivalent spellings share tokens.", rich_help_panel="Sequence to sequence")] = NormalForm.none,
@@ -178,7 +179,7 @@ def train(
             opts = Seq2SeqOptions(source_tokenizer.value, target_tokenizer.value, shared_vocab, teacher_forcing,
                                   max_length, strict,
                                   None if source_normalize == NormalForm.none else source_normalize.value.upper(),
-                                  label_smoothing)
+                                  label_smoothing, reverse_target)
             train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, quiet, json_out, val_file, opts)
             return
         given = [flag(n) for n in explicit(ctx, [n for n in CLASSIFY_ONLY if n != "bidirectional"] + list(SEQ2SEQ_ONLY)

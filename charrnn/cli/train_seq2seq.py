@@ -14,7 +14,8 @@ from .train_setup import open_run_dir, task_run, with_display
 MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "bidirectional", "attention",
                 "input_feeding", "tie_weights")
 # Options that mean something to seq2seq only.
-SEQ2SEQ_ONLY = ("attention", "input_feeding", "teacher_forcing", "label_smoothing", "source_tokenizer", "target_tokenizer",
+SEQ2SEQ_ONLY = ("attention", "input_feeding", "teacher_forcing", "label_smoothing", "reverse_target",
+                "source_tokenizer", "target_tokenizer",
                 "shared_vocab", "max_length", "strict", "source_normalize")
 # Options of other tasks that a seq2seq run refuses.
 NOT_SEQ2SEQ = ("tokenizer", "tokenizer_file", "pool", "one_hot", "embeddings", "freeze_embeddings", "class_weights",
@@ -36,6 +37,7 @@ class Seq2SeqOptions:
     strict: bool
     source_normalize: str | None = None  # a Unicode normal form ("NFD", ...) or None
     label_smoothing: float = 0.0
+    reverse_target: bool = False
 
 
 def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, quiet, json_out, val_file,
@@ -61,7 +63,7 @@ def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, qui
                              max_length=int(state.get("max_length", opts.max_length)))
         task = Seq2SeqTask(data, checkpoint.model_config, train_cfg, float(state.get("teacher_forcing", 1.0)),
                            int(state.get("max_length", opts.max_length)), state.get("length_ratio"),
-                           float(state.get("label_smoothing", 0.0)))
+                           float(state.get("label_smoothing", 0.0)), bool(state.get("reverse_target", False)))
     else:
         if opts.shared_vocab and opts.source_tokenizer != opts.target_tokenizer:
             raise ConfigError(f"--shared-vocab needs one tokenizer kind on both sides, not --source-tokenizer "
@@ -75,7 +77,7 @@ def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, qui
                              opts.source_normalize)
         model_cfg = Seq2SeqConfig(**{**dataclasses.asdict(Seq2SeqConfig()), **explicit(ctx, MODEL_FIELDS)})
         task = Seq2SeqTask(data, model_cfg, train_cfg, opts.teacher_forcing, opts.max_length,
-                           label_smoothing=opts.label_smoothing)
+                           label_smoothing=opts.label_smoothing, reverse_target=opts.reverse_target)
     if main:
         for split, n in data.skipped.items():
             if n:

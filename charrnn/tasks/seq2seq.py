@@ -13,6 +13,10 @@ Loss: cross-entropy per target token (EOS included, padding ignored), the mean o
 target tokens of the whole batch; with several processes each takes a contiguous share
 of the rows and scales its sum so that the mean over the processes is that mean.
 
+Direction: with ``reverse_target`` the decoder writes each target last token first (a
+right-to-left model, for rescoring a left-to-right model's n-best list); every output is
+put back in reading order before anyone sees it (``reading_order``).
+
 Validation: the teacher-forced loss, and greedy exact-match accuracy (any reference) and
 token error rate on at most ``VAL_DECODE_MAX`` distinct sources; the best checkpoint is
 the most accurate.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -33,7 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SampleConfig, Seq2SeqConfig, TrainConfig
+from ..decoding.beam import text_of_ids
 from ..decoding.seq2seq import length_limit, translate
+from ..decoding.text import Generation, MakeDetokenizer
 from ..errors import ConfigError, CorpusError
 from ..models.seq2seq import Seq2Seq
 from ..runtime import autocast
@@ -180,7 +187,8 @@ class Seq2SeqTask(ExampleTask):
     rate_name = "pairs_per_sec"
 
     def __init__(self, data: PairData, model_config: Seq2SeqConfig, cfg: TrainConfig, teacher_forcing: float = 1.0,
-                 max_length: int = DEFAULT_MAX_LENGTH, length_ratio: float | None = None, label_smoothing: float = 0.0):
+                 max_length: int = DEFAULT_MAX_LENGTH, length_ratio: float | None = None, label_smoothing: float = 0.0,
+                 reverse_target: bool = False):
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ConfigError(f"--teacher-forcing must be between 0 and 1, not {teacher_forcing}")
         if not 0.0 <= label_smoothing < 1.0:
@@ -191,12 +199,13 @@ class Seq2SeqTask(ExampleTask):
                                                 tgt_vocab_size=tok.target.vocab_size + 3)
         c = self.model_config
         self.teacher_forcing, self.max_length, self.label_smoothing = teacher_forcing, max_length, label_smoothing
+        self.reverse_target = reverse_target
         # The tokens a target can hold (all but padding and SOS): label smoothing spreads its mass over these.
         self.target_ids = torch.tensor([i for i in range(c.tgt_vocab_size) if i not in (c.tgt_pad_id, c.sos_id)])
         self.length_ratio = length_ratio if length_ratio is not None else data.length_ratio
-        train_tgt = [[c.sos_id, *t, c.eos_id] for t in data.train_tgt]
+        train_tgt = [decoder_target(t, c, reverse_target) for t in data.train_tgt]
         self.batches = PairBatches(data.train_src, train_tgt, cfg.batch_size, cfg.seed, c.src_pad_id, c.tgt_pad_id)
-        self.val_tgt = [[c.sos_id, *t, c.eos_id] for t in data.val_tgt]
+        self.val_tgt = [decoder_target(t, c, reverse_target) for t in data.val_tgt]
         self.val_sources, self.val_refs = group_references(data.val)
         self.val_sources, self.val_refs = self.val_sources[:VAL_DECODE_MAX], self.val_refs[:VAL_DECODE_MAX]
         self.val_source_ids = encode_side(tok.source, self.val_sources)
@@ -238,9 +247,11 @@ class Seq2SeqTask(ExampleTask):
         loss, tokens = teacher_forced_nll(model, self.data.val_src, self.val_tgt, device, dtype)
         outs = translate(model, self.val_source_ids, SampleConfig(greedy=True), self.data.tokenizer.target.detokenizer,
                          banned=self.data.tokenizer.target.banned_ids, limit=self.limit, dtype=dtype)
-        kind = self.data.tokenizer.target.kind
-        preds = [output_text(kind, o[0].text) for o in outs]
-        rep = seq2seq_report(preds, self.val_refs, _symbols(kind), with_bleu=False)
+        target = self.data.tokenizer.target
+        if self.reverse_target:
+            outs = reading_order(outs, target.detokenizer)
+        preds = [output_text(target.kind, o[0].text) for o in outs]
+        rep = seq2seq_report(preds, self.val_refs, _symbols(target.kind), with_bleu=False)
         return {"val_loss": loss / tokens, "val_accuracy": rep.accuracy, "val_ter": rep.ter}
 
     def start_info(self) -> dict[str, Any]:
@@ -248,6 +259,7 @@ class Seq2SeqTask(ExampleTask):
         return {"train_pairs": len(self.data.train), "val_pairs": len(self.data.val),
                 "source_tokenizer": tok.source.kind, "target_tokenizer": tok.target.kind,
                 **({"source_normalize": tok.source.normalize} if getattr(tok.source, "normalize", None) else {}),
+                **({"reverse_target": True} if self.reverse_target else {}),
                 "source_vocab": tok.source.vocab_size, "target_vocab": tok.target.vocab_size, "shared_vocab": tok.shared,
                 "skipped_long": self.data.skipped, "val_unknown": self.data.unknown}
 
@@ -257,9 +269,23 @@ class Seq2SeqTask(ExampleTask):
 
     def checkpoint_parts(self) -> dict[str, Any]:
         state = {"teacher_forcing": self.teacher_forcing, "label_smoothing": self.label_smoothing,
+                 "reverse_target": self.reverse_target,
                  "max_length": self.max_length,
                  "length_ratio": self.length_ratio, "skipped_long": self.data.skipped}
         return {"tokenizer": self.data.tokenizer, "task": self.name, "task_state": state}
+
+
+def decoder_target(ids: list[int], config: Seq2SeqConfig, reverse: bool = False) -> list[int]:
+    """What the decoder is trained to read and predict: SOS, the target's ids (last first
+    when ``reverse``), EOS."""
+    return [config.sos_id, *(ids[::-1] if reverse else ids), config.eos_id]
+
+
+def reading_order(outs: list[list[Generation]], make: MakeDetokenizer) -> list[list[Generation]]:
+    """A right-to-left model's outputs put back in reading order: tokens reversed, text
+    rebuilt from them (log-probabilities and scores stay those of the model)."""
+    return [[dataclasses.replace(g, tokens=g.tokens[::-1], text=text_of_ids(g.tokens[::-1], make)) for g in gens]
+            for gens in outs]
 
 
 def smoothed_nll(logits: torch.Tensor, gold: torch.Tensor, pad: int, allowed: torch.Tensor, eps: float) -> torch.Tensor:
@@ -304,6 +330,41 @@ def teacher_forced_nll(model: Seq2Seq, src: list[list[int]], tgt: list[list[int]
         return total, count
     finally:
         model.train(was_training)
+
+
+@torch.inference_mode()
+def sequence_logprobs(models: list[Seq2Seq], src: list[list[int]], tgt: list[list[int]], device: torch.device,
+                      dtype: torch.dtype | None = None, batch_size: int = EVAL_BATCH) -> list[float]:
+    """The log-probability of each target (SOS .. EOS, as the decoder reads it) given its
+    source under ``models`` as one ensemble: teacher forced, at each step the log of the
+    models' mean probability of the gold token (what ensemble decoding scores), summed."""
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    c = models[0].config
+    out = [0.0] * len(src)
+    try:
+        order = sorted(range(len(src)), key=lambda i: (len(src[i]), len(tgt[i])))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            s = _pad([src[i] for i in rows], c.src_pad_id).to(device)
+            t = _pad([tgt[i] for i in rows], c.tgt_pad_id).to(device)
+            lengths = torch.tensor([len(src[i]) for i in rows])
+            gold = t[:, 1:]
+            per_model = []
+            for m in models:
+                with autocast(device, dtype):
+                    logits = m(s, lengths, t[:, :-1])
+                logp = F.log_softmax(logits.float(), dim=-1).gather(2, gold.unsqueeze(2)).squeeze(2)  # (n, T-1)
+                per_model.append(logp.double())
+            mixed = torch.logsumexp(torch.stack(per_model), dim=0) - math.log(len(models))
+            mixed = mixed.masked_fill(gold == c.tgt_pad_id, 0.0).sum(dim=1)
+            for i, v in zip(rows, mixed.tolist()):
+                out[i] = v
+        return out
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
 
 
 def _pad(seqs: list[list[int]], pad: int) -> torch.Tensor:

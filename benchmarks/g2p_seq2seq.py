@@ -3,7 +3,8 @@ test WER per language and the macro average, against the shared task's published
 
     python benchmarks/g2p_seq2seq.py [--set medium|low] [--langs bul,dut] [--epochs 20]
         [--jobs 2] [--threads 1] [--train-args "..."] [--ablate bul,dut] [--seeds 3
-        --seed-langs bul] [--data DIR] [--out DIR] [--quick] [--only-ensembles]
+        --seed-langs bul] [--r2l 2 --rescore-weights 0.3,0.5,0.7] [--data DIR] [--out DIR]
+        [--quick] [--only-ensembles]
 
 For each language L of the set (DIR/SET/L_{train,dev,test}.tsv, phones space-separated):
 
@@ -22,6 +23,12 @@ they hold when --jobs trainings share the machine; wall minutes are given too.
 --seeds N --seed-langs LANGS (or all) trains those languages N - 1 more times with --seed
 2 .. N and reports the test WER of the ensemble of the N runs (`eval accuracy RUN --ensemble
 RUN2 ...`: the mean of their probabilities at each step), greedy and beam 5.
+
+--r2l N (with --seed-langs) also trains N right-to-left models per language (--reverse-target
+--seed 1 .. N, the same --train-args), then re-ranks the beam-5 hypotheses of the left-to-right
+ensemble by the mix of its log-probability and the right-to-left models' (`eval accuracy RUN
+--ensemble ... --beam 5 --rescore R2L1 --rescore R2L2 --rescore-weight W`). The weight is chosen
+per language on the dev set among --rescore-weights, and only that weight is run on test.
 
 DIR defaults to $CHARRNN_CORPORA/g2p-sigmorphon2021, else ../shared/corpora/... next to
 this checkout. Results go to OUT/results.json (OUT: a temporary directory unless --out)
@@ -83,6 +90,8 @@ def run_child(cmd: list[str], threads: int) -> tuple[str, float, float]:
 def variant_args(variant: str) -> list[str]:
     if variant.startswith("seed"):
         return ["--seed", variant[4:]]
+    if variant.startswith("r2l"):
+        return ["--reverse-target", "--seed", variant[3:]]
     return VARIANTS[variant]
 
 
@@ -126,6 +135,9 @@ def main() -> None:
                                                     "every language of the run)")
     p.add_argument("--only-ensembles", action="store_true", help="train only the extra seeds (the default runs "
                                                                   "are already in --out) and evaluate the ensembles")
+    p.add_argument("--r2l", type=int, default=0, help="right-to-left models per --seed-langs language, to rescore "
+                                                       "the ensemble's beam")
+    p.add_argument("--rescore-weights", default="0.3,0.5,0.7", help="rescoring weights tried on dev")
     p.add_argument("--data")
     p.add_argument("--out")
     p.add_argument("--quick", action="store_true")
@@ -147,7 +159,10 @@ def main() -> None:
     jobs = [] if args.only_ensembles else [(lang, "default") for lang in langs]
     jobs += [(lang, v) for lang in filter(None, args.ablate.split(",")) for v in VARIANTS if v != "default"]
     # Seed by seed over the languages: a run cut short still has ensembles of fewer seeds everywhere.
-    jobs += [(lang, f"seed{i}") for i in range(2, args.seeds + 1) for lang in seed_langs]
+    extra = [[(lang, f"seed{i}") for lang in seed_langs] for i in range(2, args.seeds + 1)]
+    r2l = [[(lang, f"r2l{i}") for lang in seed_langs] for i in range(1, args.r2l + 1)]
+    for i in range(max(len(extra), len(r2l))):  # alternate the two kinds, seed by seed
+        jobs += (r2l[i] if i < len(r2l) else []) + (extra[i] if i < len(extra) else [])
     lock = threading.Lock()
     results: list[dict] = previous
 
@@ -163,20 +178,43 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         for f in [pool.submit(one, lang, v, args, root, out, log) for lang, v in jobs]:
             f.result()
-    for lang in seed_langs:
+    weights = [0.0] + [float(w) for w in args.rescore_weights.split(",") if float(w) > 0]
+
+    def accuracy(lang: str, split: str, runs: list[str], beam: int, rescore: list[str] = (), weight: float = 0.5):
+        cmd = [sys.executable, "-m", "charrnn", "eval", "accuracy", runs[0], str(root / args.set / f"{lang}_{split}.tsv"),
+               "--json", "--beam", str(beam)]
+        for r in runs[1:]:
+            cmd += ["--ensemble", r]
+        if rescore and weight > 0:
+            cmd += [a for r in rescore for a in ("--rescore", r)] + ["--rescore-weight", str(weight)]
+        return json.loads(run_child(cmd, args.threads)[0])
+
+    def ensemble(lang: str) -> dict:
         runs = [str(out / f"{lang}-default")] + [str(out / f"{lang}-seed{i}") for i in range(2, args.seeds + 1)]
         ens = {"lang": lang, "variant": f"ensemble of {args.seeds}", "baseline": BASELINE[args.set].get(lang)}
         for beam in (0, 5):
-            cmd = [sys.executable, "-m", "charrnn", "eval", "accuracy", runs[0],
-                   str(root / args.set / f"{lang}_test.tsv"), "--json", "--beam", str(beam)]
-            for r in runs[1:]:
-                cmd += ["--ensemble", r]
-            rep = json.loads(run_child(cmd, args.threads)[0])
+            rep = accuracy(lang, "test", runs, beam)
             ens[f"wer_beam{beam}"], ens[f"ter_beam{beam}"] = rep["wer"], rep["ter"]
-        results.append(ens)
-        print(f"{lang:>9} {ens['variant']:<14} WER greedy {ens['wer_beam0']:6.2f} beam5 {ens['wer_beam5']:6.2f} "
-              f"(baseline {ens['baseline']})", flush=True)
-        (out / "results.json").write_text(json.dumps(results, indent=1))
+        if args.r2l:
+            rescore = [str(out / f"{lang}-r2l{i}") for i in range(1, args.r2l + 1)]
+            # The weight is chosen on dev (lowest WER, then lowest TER); test sees only that one.
+            dev = {w: accuracy(lang, "dev", runs, 5, rescore, w) for w in weights}
+            best = min(weights, key=lambda w: (dev[w]["wer"], dev[w]["ter"]))
+            rep = accuracy(lang, "test", runs, 5, rescore, best) if best > 0 else {"wer": ens["wer_beam5"],
+                                                                                    "ter": ens["ter_beam5"]}
+            ens.update(rescore_weight=best, dev_wer_by_weight={str(w): dev[w]["wer"] for w in weights},
+                       wer_rescored=rep["wer"], ter_rescored=rep["ter"])
+        with lock:
+            results.append(ens)
+            print(f"{lang:>9} {ens['variant']:<14} WER greedy {ens['wer_beam0']:6.2f} beam5 {ens['wer_beam5']:6.2f} "
+                  + (f"rescored {ens['wer_rescored']:6.2f} (weight {ens['rescore_weight']}) " if args.r2l else "")
+                  + f"(baseline {ens['baseline']})", flush=True)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+        return ens
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for f in [pool.submit(ensemble, lang) for lang in seed_langs]:
+            f.result()
     default = sorted((r for r in results if r["variant"] == "default"), key=lambda r: r["lang"])
     print(f"\n{'language':>9} {'baseline':>8} {'greedy':>7} {'beam 5':>7} {'CPU min':>8}")
     for r in default:
@@ -188,18 +226,22 @@ def main() -> None:
               f"{sum(r['wer_beam0'] for r in default) / n:7.2f} {sum(r['wer_beam5'] for r in default) / n:7.2f} "
               f"{sum(r['train_cpu_s'] for r in default) / 60 / n:8.1f}")
     ensembles = sorted((r for r in results if r["variant"].startswith("ensemble")), key=lambda r: r["lang"])
-    if ensembles:  # CPU minutes: every run of the language's ensemble together
-        print(f"\n{'language':>9} {'baseline':>8} {'ensemble greedy':>16} {'beam 5':>7} {'CPU min':>8}")
+    if ensembles:  # CPU minutes: every run of the language's ensemble (and its right-to-left models) together
+        rescored = all("wer_rescored" in e for e in ensembles)
+        print(f"\n{'language':>9} {'baseline':>8} {'ensemble greedy':>16} {'beam 5':>7}"
+              + (f" {'rescored':>9} {'weight':>6}" if rescored else "") + f" {'CPU min':>8}")
         cpu = {e["lang"]: sum(r["train_cpu_s"] for r in results if r["lang"] == e["lang"] and "train_cpu_s" in r
-                               and (r["variant"] == "default" or r["variant"].startswith("seed"))) / 60
+                               and (r["variant"] == "default" or r["variant"].startswith(("seed", "r2l")))) / 60
                for e in ensembles}
         for e in ensembles:
-            print(f"{e['lang']:>9} {e['baseline']:8.2f} {e['wer_beam0']:16.2f} {e['wer_beam5']:7.2f} "
-                  f"{cpu[e['lang']]:8.1f}")
+            print(f"{e['lang']:>9} {e['baseline']:8.2f} {e['wer_beam0']:16.2f} {e['wer_beam5']:7.2f}"
+                  + (f" {e['wer_rescored']:9.2f} {e['rescore_weight']:6.1f}" if rescored else "")
+                  + f" {cpu[e['lang']]:8.1f}")
         n = len(ensembles)
         print(f"{'macro':>9} {sum(e['baseline'] for e in ensembles) / n:8.2f} "
-              f"{sum(e['wer_beam0'] for e in ensembles) / n:16.2f} {sum(e['wer_beam5'] for e in ensembles) / n:7.2f} "
-              f"{sum(cpu.values()) / n:8.1f}")
+              f"{sum(e['wer_beam0'] for e in ensembles) / n:16.2f} {sum(e['wer_beam5'] for e in ensembles) / n:7.2f}"
+              + (f" {sum(e['wer_rescored'] for e in ensembles) / n:9.2f} {'':>6}" if rescored else "")
+              + f" {sum(cpu.values()) / n:8.1f}")
     print(f"\n{len(results)} trainings in {(time.perf_counter() - t0) / 60:.1f} min wall; results in "
           f"{out / 'results.json'}")
 

@@ -677,3 +677,10 @@ def test_rescoring_and_direction_errors(rev_run, r2l_run, lm_run, pairs):
     assert_one_line_error(*cli("predict", rev_run[0], dev_file, "--beam", "2", "--rescore", lm_run), "lm")
     assert_one_line_error(*cli("eval", "accuracy", lm_run, dev_file, "--beam", "2", "--rescore", r2l_run[0]),
                           "--rescore")
+    # A rescoring run with other vocabularies (here: the targets read as characters) is refused.
+    train_file = pairs[0]
+    other = r2l_run[0].parent / "r2l-chars"
+    ok("train", "--task", "seq2seq", train_file, "--hidden-size", "8", "--embedding-dim", "4", "--max-steps", "2",
+       "--reverse-target", *HW, "-o", other)
+    assert_one_line_error(*cli("eval", "accuracy", rev_run[0], dev_file, "--beam", "2", "--rescore", other),
+                          "tokenizers differ")

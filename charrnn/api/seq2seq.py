@@ -105,6 +105,10 @@ class Seq2SeqModel:
                 raise ConfigError("rescoring re-ranks a beam search's hypotheses: it needs beam=K (and no sampling)")
             if not 0.0 <= rescore_weight <= 1.0:
                 raise ConfigError(f"the rescoring weight must be between 0 and 1, not {rescore_weight}")
+            if not _same_tokenizer(rescore.tokenizer, self.tokenizer):
+                raise CheckpointError(f"{rescore.checkpoint.path}: its tokenizers differ from those of "
+                                      f"{self.checkpoint.path}: rescoring needs runs on the same data with the same "
+                                      f"tokenizer options")
             config = SampleConfig(beam=beam, num_return=beam, length_penalty=length_penalty)
             outs = self.generate(sources, config, batch_size)
             return _rescored(sources, outs, rescore, rescore_weight, length_penalty, n_best, batch_size)

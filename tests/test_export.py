@@ -216,15 +216,18 @@ def test_a_char_lm_greedy_sample_through_onnxruntime_and_the_json_equals_charrnn
     assert _decode_tokens(meta["tokenizer"], made) == want
 
 
-def test_seq2seq_greedy_decoding_through_onnxruntime_equals_charrnns(tmp_path):
+@pytest.mark.parametrize("reverse", [False, True], ids=["left-to-right", "right-to-left"])
+def test_seq2seq_greedy_decoding_through_onnxruntime_equals_charrnns(tmp_path, reverse):
     src_tok, tgt_tok = CharTokenizer.train("абвгдежз"), SymbolTokenizer.train("a b v g d e zh z")
     cfg = Seq2SeqConfig(src_vocab_size=src_tok.vocab_size + 1, tgt_vocab_size=tgt_tok.vocab_size + 3, cell="lstm",
                         hidden_size=6, embedding_dim=5)
-    path = _save(tmp_path, "seq2seq", cfg, PairTokenizer(src_tok, tgt_tok), "seq2seq", {"length_ratio": 1.5})
+    path = _save(tmp_path, "seq2seq", cfg, PairTokenizer(src_tok, tgt_tok), "seq2seq",
+                 {"length_ratio": 1.5, "reverse_target": reverse})
     export_checkpoint(path, tmp_path / "g2p.onnx")
     meta = json.loads((tmp_path / "g2p.json").read_text())
     assert {"encoder", "decoder"} == set(meta["graphs"]) and meta["graphs"]["decoder"]["file"] == "g2p.decoder.onnx"
     sp = meta["special_ids"]
+    assert meta["reverse_target"] is reverse
     enc, dec = session(tmp_path / "g2p.onnx"), session(tmp_path / "g2p.decoder.onnx")
     sources = ["абв", "жз", "гдеабвгде"]
     want = [o[0][0] for o in charrnn.load(path, device="cpu").predict(sources)]
@@ -241,6 +244,8 @@ def test_seq2seq_greedy_decoding_through_onnxruntime_equals_charrnns(tmp_path):
             if token == sp["eos_id"]:
                 break
             out.append(token)
+        if meta["reverse_target"]:  # a right-to-left decoder's tokens, put back in reading order
+            out.reverse()
         assert _decode_tokens(meta["target"], out, sep=" ") == expected
 
 

@@ -105,9 +105,12 @@ def task_json(task: str, kind: str, model, tokenizer: Tokenizer, task_state: dic
                 "special_ids": {"src_pad_id": c.src_pad_id, "tgt_pad_id": c.tgt_pad_id, "sos_id": c.sos_id,
                                 "eos_id": c.eos_id, "banned_ids": sorted({*tgt.banned_ids, c.tgt_pad_id, c.sos_id})},
                 "length_ratio": float(task_state.get("length_ratio", 2.0)), "length_extra": LENGTH_EXTRA,
+                "reverse_target": bool(task_state.get("reverse_target", False)),
                 "input_text": "each side as it is" + subword_space + " (and strip it from the output); an empty "
                               "source is [src_pad_id]; decode from sos_id until eos_id or "
-                              "floor(source tokens * length_ratio) + length_extra tokens (EOS not counted)"}, files
+                              "floor(source tokens * length_ratio) + length_extra tokens (EOS not counted); "
+                              "with reverse_target the decoder writes the target last token first: reverse its "
+                              "tokens before reading them"}, files
     if kind == "tagger":
         words = list(task_state.get("words", []))
         chars, _ = tokenizer_json(tokenizer, None)

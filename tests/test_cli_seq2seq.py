@@ -106,16 +106,20 @@ def pairs(base):
     return write_pairs(base / "train.tsv", train), write_pairs(base / "dev.tsv", dev), train, dev
 
 
-@pytest.fixture(scope="module")
-def rev_run(base, pairs):
-    """The reverse task learned to exact match on held-out strings (a few seconds on one thread)."""
+def train_reverse_task(run_dir, pairs, *extra) -> tuple:
+    """The reverse task trained for 300 steps (a few seconds on one thread): the run and its summary."""
     train_file, dev_file, _, _ = pairs
-    run_dir = base / "rev"
     out = ok("train", "--task", "seq2seq", train_file, "--val-file", dev_file, "--target-tokenizer", "space",
              "--hidden-size", "32", "--embedding-dim", "16", "--dropout", "0.1", "--batch-size", "32", "--lr", "0.01",
-             "--warmup-steps", "20", "--max-steps", "300", "--eval-interval", "100", *HW, "-o", run_dir, "--json")
-    summary = json.loads(out)
-    return run_dir, summary
+             "--warmup-steps", "20", "--max-steps", "300", "--eval-interval", "100", *extra, *HW, "-o", run_dir,
+             "--json")
+    return run_dir, json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def rev_run(base, pairs):
+    """The reverse task learned to exact match on held-out strings."""
+    return train_reverse_task(base / "rev", pairs)
 
 
 @pytest.fixture(scope="module")
@@ -584,13 +588,7 @@ def test_source_normalize_is_for_char_sources(tmp_path):
 @pytest.fixture(scope="module")
 def r2l_run(base, pairs):
     """The reverse task learned by a decoder that writes right to left (for it, a copy)."""
-    train_file, dev_file, _, _ = pairs
-    run_dir = base / "r2l"
-    out = ok("train", "--task", "seq2seq", train_file, "--val-file", dev_file, "--target-tokenizer", "space",
-             "--hidden-size", "32", "--embedding-dim", "16", "--dropout", "0.1", "--batch-size", "32", "--lr", "0.01",
-             "--warmup-steps", "20", "--max-steps", "300", "--eval-interval", "100", "--reverse-target", *HW,
-             "-o", run_dir, "--json")
-    return run_dir, json.loads(out)
+    return train_reverse_task(base / "r2l", pairs, "--reverse-target")
 
 
 def test_a_right_to_left_model_learns_and_answers_in_reading_order(r2l_run, pairs):

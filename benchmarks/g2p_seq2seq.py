@@ -26,7 +26,8 @@ RUN2 ...`: the mean of their probabilities at each step), greedy and beam 5.
 
 --r2l N (with --seed-langs) also trains N right-to-left models per language (--reverse-target
 --seed 1 .. N, the same --train-args), then re-ranks the beam-5 hypotheses of the left-to-right
-ensemble by the mix of its log-probability and the right-to-left models' (`eval accuracy RUN
+ensemble and of the right-to-left models (the default candidates, both beams) by the mix of
+their log-probabilities under the two (`eval accuracy RUN
 --ensemble ... --beam 5 --rescore R2L1 --rescore R2L2 --rescore-weight W`). The weight is chosen
 per language on the dev set among --rescore-weights, and only that weight is run on test.
 

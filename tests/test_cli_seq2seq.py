@@ -268,6 +268,7 @@ def test_predict_sampling(rev_run, pairs, tmp_path):
     (["--beam", "2", "--n-best", "3"], "beam"),
     (["--rescore", "REV"], "--beam"),  # rescoring re-ranks a beam
     (["--rescore", "REV", "--beam", "2", "--rescore-weight", "1.5"], "--rescore-weight"),
+    (["--rescore", "REV", "--beam", "2", "--rescore-candidates", "all"], "--rescore-candidates"),
 ])
 def test_predict_option_errors(rev_run, tmp_path, opts, pattern):
     run_dir, _ = rev_run
@@ -651,7 +652,8 @@ def test_rescoring_ranks_the_beam_by_the_mixed_log_probability(rev_run, r2l_run,
     for weight, lp in ((0.0, 1.0), (0.5, 1.0), (1.0, 0.0), (0.3, 0.6)):
         # The beam's own K hypotheses (the length penalty also steers which ones it keeps).
         hyps = [[t for t, _ in best] for best in fwd.predict(dev, beam=k, n_best=k, length_penalty=lp)]
-        got = fwd.predict(dev, beam=k, n_best=k, rescore=bwd, rescore_weight=weight, length_penalty=lp)
+        got = fwd.predict(dev, beam=k, n_best=k, rescore=bwd, rescore_weight=weight, length_penalty=lp,
+                          rescore_candidates="own")
         for source, texts, ranked in zip(dev, hyps, got):
             own = fwd.score([source] * len(texts), texts)
             other = bwd.score([source] * len(texts), texts)
@@ -660,10 +662,24 @@ def test_rescoring_ranks_the_beam_by_the_mixed_log_probability(rev_run, r2l_run,
                            for t, a, b, n in zip(texts, own, other, lengths)), key=lambda x: x[1], reverse=True)
             assert [t for t, _ in ranked] == [t for t, _ in want], (weight, source)
             assert [v for _, v in ranked] == pytest.approx([v for _, v in want], abs=1e-3)
+    # By default the candidates are both beams: the right-to-left model's own K best join in, each text once.
+    mine = [[t for t, _ in best] for best in fwd.predict(dev, beam=k, n_best=k)]
+    theirs = [[t for t, _ in best] for best in bwd.predict(dev, beam=k, n_best=k)]
+    assert mine != theirs  # the two directions' beams differ (else this would test nothing new)
+    for weight in (0.5, 1.0):
+        got = fwd.predict(dev, beam=k, n_best=k, rescore=bwd, rescore_weight=weight)
+        for source, a_texts, b_texts, ranked in zip(dev, mine, theirs, got):
+            texts = list(dict.fromkeys(a_texts + b_texts))
+            own = fwd.score([source] * len(texts), texts)
+            rival = bwd.score([source] * len(texts), texts)
+            want = sorted(((t, ((1 - weight) * a + weight * b) / (len(t.split()) + 1))
+                           for t, a, b in zip(texts, own, rival)), key=lambda x: x[1], reverse=True)[:k]
+            assert [t for t, _ in ranked] == [t for t, _ in want], (weight, source)
+            assert [v for _, v in ranked] == pytest.approx([v for _, v in want], abs=1e-3)
     # The rescored outputs of the trained pair are the right answers, through the command line too.
     _, dev_file, _, dev_all = pairs
     res = json.loads(ok("eval", "accuracy", rev_run[0], dev_file, "--beam", "3", "--rescore", r2l_run[0], "--json"))
-    assert res["accuracy"] == 1.0 and res["rescore_weight"] == 0.5
+    assert res["accuracy"] == 1.0 and res["rescore_weight"] == 0.5 and res["rescore_candidates"] == "both"
     lines = ok("predict", rev_run[0], dev_file, "--beam", "3", "--n-best", "2", "--rescore", r2l_run[0]).splitlines()
     assert [line.split("\t")[0] for line in lines[::2]] == [reverse(s) for s in dev_all]
 

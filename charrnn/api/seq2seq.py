@@ -86,7 +86,7 @@ class Seq2SeqModel:
 
     def predict(self, sources: list[str], beam: int = 0, n_best: int = 1, length_penalty: float = 1.0,
                 batch_size: int = 256, rescore: Seq2SeqModel | None = None, rescore_weight: float = 0.5,
-                **options: Any) -> list[list[tuple[str, float]]]:
+                rescore_candidates: str = "both", **options: Any) -> list[list[tuple[str, float]]]:
         """For each source, its ``n_best`` outputs with their scores, best first: greedy
         by default (scores are log-probabilities), beam search with ``beam`` > 0 (scores
         are log-probabilities / length ** length_penalty), or samples with
@@ -95,7 +95,10 @@ class Seq2SeqModel:
         ``rescore``: another model (typically right to left, ``--reverse-target``) that
         re-ranks all ``beam`` hypotheses of each source: a hypothesis's log-probability
         becomes (1 - rescore_weight) x this model's + rescore_weight x ``rescore``'s
-        (teacher forced), divided by length ** length_penalty as in the beam."""
+        (teacher forced), divided by length ** length_penalty as in the beam.
+        The candidates are this model's ``beam`` best and ``rescore``'s own (each scored
+        by both models), so that an output only the other direction found can win;
+        ``rescore_candidates="own"`` keeps to this model's beam."""
         if n_best < 1:
             raise ConfigError(f"n_best must be >= 1, not {n_best}")
         if beam and n_best > beam:
@@ -109,9 +112,12 @@ class Seq2SeqModel:
                 raise CheckpointError(f"{rescore.checkpoint.path}: its tokenizers differ from those of "
                                       f"{self.checkpoint.path}: rescoring needs runs on the same data with the same "
                                       f"tokenizer options")
+            if rescore_candidates not in ("own", "both"):
+                raise ConfigError(f"rescore_candidates is 'own' or 'both', not {rescore_candidates!r}")
             config = SampleConfig(beam=beam, num_return=beam, length_penalty=length_penalty)
             outs = self.generate(sources, config, batch_size)
-            return _rescored(sources, outs, rescore, rescore_weight, length_penalty, n_best, batch_size)
+            others = rescore.generate(sources, config, batch_size) if rescore_candidates == "both" else None
+            return self._rescored(sources, outs, others, rescore, rescore_weight, length_penalty, n_best, batch_size)
         if beam:
             config = SampleConfig(beam=beam, num_return=n_best, length_penalty=length_penalty, **options)
         elif options:
@@ -125,11 +131,11 @@ class Seq2SeqModel:
 
     def evaluate(self, sources: list[str], references: list[list[str]], beam: int = 0,
                  length_penalty: float = 1.0, batch_size: int = 256, rescore: Seq2SeqModel | None = None,
-                 rescore_weight: float = 0.5) -> Seq2SeqReport:
+                 rescore_weight: float = 0.5, rescore_candidates: str = "both") -> Seq2SeqReport:
         """Exact-match accuracy (any reference), WER, token error rate, BLEU and chrF of
         the outputs for distinct ``sources``, each with its references."""
         outs = self.predict(sources, beam=beam, length_penalty=length_penalty, batch_size=batch_size,
-                            rescore=rescore, rescore_weight=rescore_weight)
+                            rescore=rescore, rescore_weight=rescore_weight, rescore_candidates=rescore_candidates)
         symbols = str.split if self.target.kind in ("space", "word") else list
         return seq2seq_report([o[0][0] for o in outs], references, symbols)
 
@@ -150,21 +156,35 @@ class Seq2SeqModel:
         tgt = [decoder_target(ids, c, self.reverse) for ids in encode_side(self.target, targets)]
         return sequence_logprobs(self.models, self.encode(sources), tgt, self.device, batch_size=batch_size)
 
+    def _rescored(self, sources: list[str], outs: list[list[Generation]], others: list[list[Generation]] | None,
+                  rescore: Seq2SeqModel, weight: float, length_penalty: float, n_best: int,
+                  batch_size: int) -> list[list[tuple[str, float]]]:
+        """Each source's hypotheses (``outs``, and ``others`` found by ``rescore``) re-ranked
+        by their log-probability under this model mixed with ``rescore``'s."""
+        # (source index, text, own log-probability or None, tokens incl. EOS), each text once per source
+        cands: list[tuple[int, str, float | None, int]] = []
+        for i, gens in enumerate(outs):
+            seen = set()
+            pool = [(g, g.logprob) for g in gens]  # the beam's own sums; the other beam's are recomputed below
+            pool += [(g, None) for g in (others[i] if others is not None else [])]
+            for g, own in pool:
+                if g.text not in seen:
+                    seen.add(g.text)
+                    cands.append((i, g.text, own, len(g.tokens) + (g.finish_reason == "end")))
+        if not cands:
+            return [[] for _ in sources]
+        srcs, texts = [sources[c[0]] for c in cands], [c[1] for c in cands]
+        other = rescore.score(srcs, texts, batch_size)
+        missing = [k for k, c in enumerate(cands) if c[2] is None]
+        mine = dict(zip(missing, self.score([srcs[k] for k in missing], [texts[k] for k in missing], batch_size)))
+        ranked: list[list[tuple[str, float]]] = [[] for _ in sources]
+        for k, ((i, text, own, length), lp) in enumerate(zip(cands, other)):
+            mixed = (1.0 - weight) * (own if own is not None else mine[k]) + weight * lp
+            ranked[i].append((text, mixed / max(length, 1) ** length_penalty if length_penalty else mixed))
+        return [sorted(r, key=lambda t: t[1], reverse=True)[:n_best] for r in ranked]
+
     def info(self) -> dict[str, Any]:
         return self.checkpoint.summary()
-
-
-def _rescored(sources: list[str], outs: list[list[Generation]], rescore: Seq2SeqModel, weight: float,
-              length_penalty: float, n_best: int, batch_size: int) -> list[list[tuple[str, float]]]:
-    """Each source's hypotheses re-ranked by their log-probability mixed with ``rescore``'s."""
-    flat = [(i, g) for i, gens in enumerate(outs) for g in gens]
-    other = rescore.score([sources[i] for i, _ in flat], [g.text for _, g in flat], batch_size) if flat else []
-    ranked: list[list[tuple[str, float]]] = [[] for _ in sources]
-    for (i, g), lp in zip(flat, other):
-        mixed = (1.0 - weight) * g.logprob + weight * lp
-        length = len(g.tokens) + (g.finish_reason == "end")  # EOS counts, as in the beam's own scores
-        ranked[i].append((g.text, mixed / max(length, 1) ** length_penalty if length_penalty else mixed))
-    return [sorted(r, key=lambda t: t[1], reverse=True)[:n_best] for r in ranked]
 
 
 def _same_tokenizer(a, b) -> bool:

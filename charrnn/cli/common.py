@@ -102,6 +102,12 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="auto uses CUDA when
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.", rich_help_panel="Output")]
 EnsembleOpt = Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")]
 RescoreOpt = Annotated[Optional[list[Path]], typer.Option(help="Re-rank the whole beam with this encoder-decoder run (repeat for an ensemble of them), typically one trained with --reverse-target: each hypothesis's log-probability is mixed with its own (see --rescore-weight).", rich_help_panel="Sequence to sequence")]
+class RescoreCandidates(str, Enum):
+    own = "own"
+    both = "both"
+
+
+RescoreCandidatesOpt = Annotated[RescoreCandidates, typer.Option(help="With --rescore: the candidates re-ranked: 'both' beams (this run's and the rescoring runs' own, each hypothesis scored by both) or this run's 'own'.", rich_help_panel="Sequence to sequence")]
 RescoreWeightOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="With --rescore: the rescoring runs' share of the mixed log-probability.", rich_help_panel="Sequence to sequence")]
 ReplaceOpt = Annotated[
     bool, typer.Option("--replace-invalid", help="Replace invalid UTF-8 bytes with U+FFFD instead of stopping with an error.", rich_help_panel="Input")
@@ -221,15 +227,18 @@ def require_language_model(model: Any, checkpoint: Path, instead: str) -> None:
         raise CharrnnError(f"{checkpoint}: a classifier, not a language model: {instead}")
 
 
-def load_rescorer(rescore, beam: int, device: str, latest: bool):
-    """The --rescore runs as one model (None without them); they re-rank a beam."""
+def rescoring(rescore, weight: float, candidates: RescoreCandidates, beam: int, device: str, latest: bool) -> dict:
+    """The keyword arguments of Seq2SeqModel.predict/evaluate for the --rescore options
+    (none without --rescore): the rescoring runs loaded as one model, its weight and the
+    candidates."""
     from ..api import load_ensemble
 
     if not rescore:
-        return None
+        return {}
     if not beam:
         raise ConfigError("--rescore re-ranks the hypotheses of a beam search: give --beam K too")
-    return load_ensemble(rescore, device=device, latest=latest)
+    return dict(rescore=load_ensemble(rescore, device=device, latest=latest), rescore_weight=weight,
+                rescore_candidates=candidates.value)
 
 
 def load_model(checkpoint, ensemble, device: str, latest: bool):

@@ -14,8 +14,9 @@ from ..errors import CharrnnError
 from . import dynamic_eval as dyn
 from . import surprisal_view as sv
 from .app import eval_app
-from .common import (CheckpointArg, EnsembleOpt, RescoreOpt, RescoreWeightOpt, load_model, load_rescorer, Device, DeviceOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt, print_json,
-                     require_language_model, warn)
+from .common import (CheckpointArg, Device, DeviceOpt, EnsembleOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt,
+                     RescoreCandidates, RescoreCandidatesOpt, RescoreOpt, RescoreWeightOpt, load_model, print_json,
+                     require_language_model, rescoring, warn)
 
 
 @eval_app.command(no_args_is_help=True)
@@ -105,6 +106,7 @@ def accuracy(
     ensemble: EnsembleOpt = None,
     rescore: RescoreOpt = None,
     rescore_weight: RescoreWeightOpt = 0.5,
+    rescore_candidates: RescoreCandidatesOpt = RescoreCandidates.both,
     length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
@@ -136,8 +138,8 @@ def accuracy(
         if text_column is not None or label_column is not None:
             raise CharrnnError("--text-column and --label-column are for classifiers: an encoder-decoder reads "
                                "source<TAB>target lines")
-        rescorer = load_rescorer(rescore, beam, device.value, latest)
-        _seq2seq_accuracy(model, file, beam, length_penalty, json_out, rescorer, rescore_weight)
+        _seq2seq_accuracy(model, file, beam, length_penalty, json_out,
+                          rescoring(rescore, rescore_weight, rescore_candidates, beam, device.value, latest))
         return
     if beam or length_penalty != 1.0:
         raise CharrnnError("--beam and --length-penalty are for encoder-decoders (seq2seq)")
@@ -176,8 +178,8 @@ def _is_seq2seq(model) -> bool:
     return isinstance(model, Seq2SeqModel)
 
 
-def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_out: bool, rescorer=None,
-                      rescore_weight: float = 0.5) -> None:
+def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_out: bool, rescore: dict) -> None:
+    """``rescore``: the --rescore options as keyword arguments of Seq2SeqModel.evaluate."""
     from ..text.pairs import group_references, read_pairs
 
     sources, references = group_references(read_pairs(file))
@@ -185,13 +187,12 @@ def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_o
     if unknown:
         warn(f"{unknown:,} source token(s) never seen in training were read as unknown")
     t = time.perf_counter()
-    rep = model.evaluate(sources, references, beam=beam, length_penalty=length_penalty, rescore=rescorer,
-                         rescore_weight=rescore_weight)
+    rep = model.evaluate(sources, references, beam=beam, length_penalty=length_penalty, **rescore)
     secs = time.perf_counter() - t
     if rep.note:
         warn(rep.note)
     if json_out:
-        extra = {"rescore_weight": rescore_weight} if rescorer is not None else {}
+        extra = {k: rescore[k] for k in ("rescore_weight", "rescore_candidates")} if rescore else {}
         print_json({**rep.as_dict(), "beam": beam, **extra, "unknown": unknown, "seconds": secs})
         return
     rows = [
@@ -202,7 +203,8 @@ def _seq2seq_accuracy(model, file: str, beam: int, length_penalty: float, json_o
         ("chrF", "-" if rep.chrf is None else f"{rep.chrf:.2f}"),
         ("sources", f"{rep.sequences:,}"),
         ("decoding", (f"beam {beam}" if beam else "greedy")
-         + (f", rescored (weight {rescore_weight:g})" if rescorer is not None else "")),
+         + (f", rescored (weight {rescore['rescore_weight']:g}, "
+            f"{'both beams' if rescore['rescore_candidates'] == 'both' else 'own beam'})" if rescore else "")),
         ("sources/s", f"{rep.sequences / secs:,.0f}" if secs > 0 else "-"),
     ]
     Console(soft_wrap=True).print(figures(rows))

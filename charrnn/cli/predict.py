@@ -14,8 +14,8 @@ import typer
 
 from ..errors import CharrnnError, ConfigError
 from .app import app
-from .common import (CheckpointArg, Device, DeviceOpt, EnsembleOpt, LatestOpt, ReplaceOpt, RescoreOpt, RescoreWeightOpt,
-                     load_model, load_rescorer, print_json, quiet_stdout)
+from .common import (CheckpointArg, Device, DeviceOpt, EnsembleOpt, LatestOpt, ReplaceOpt, RescoreCandidates,
+                     RescoreCandidatesOpt, RescoreOpt, RescoreWeightOpt, load_model, print_json, quiet_stdout, rescoring)
 
 BATCH = 256  # lines per forward pass when the input is not a terminal
 
@@ -73,6 +73,7 @@ def predict(
     ensemble: EnsembleOpt = None,
     rescore: RescoreOpt = None,
     rescore_weight: RescoreWeightOpt = 0.5,
+    rescore_candidates: RescoreCandidatesOpt = RescoreCandidates.both,
     n_best: Annotated[int, typer.Option(min=1, help="Print the N best outputs of each source (beam search) or N samples, each followed by its score, tab-separated.", rich_help_panel="Sequence to sequence")] = 1,
     length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
     sample: Annotated[bool, typer.Option("--sample", help="Draw each output from the model's distribution instead of the most likely one.", rich_help_panel="Sequence to sequence")] = False,
@@ -117,10 +118,9 @@ def predict(
             raise ConfigError(f"--n-best {n_best} needs a beam search (--beam {n_best} or wider) or --sample")
         if beam and n_best > beam:
             raise ConfigError(f"--n-best ({n_best}) cannot exceed --beam ({beam})")
-        rescorer = load_rescorer(rescore, beam, device.value, latest)
-        if sample and rescorer is not None:
+        more = rescoring(rescore, rescore_weight, rescore_candidates, beam, device.value, latest)
+        if sample and more:
             raise ConfigError("--rescore re-ranks a beam search, not samples")
-        more = dict(rescore=rescorer, rescore_weight=rescore_weight) if rescorer is not None else {}
         _predict_seq2seq(model, file, replace_invalid, batch_size, json_out,
                          dict(beam=beam, n_best=n_best, length_penalty=length_penalty, **options, **more))
         return

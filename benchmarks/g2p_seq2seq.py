@@ -25,11 +25,11 @@ they hold when --jobs trainings share the machine; wall minutes are given too.
 RUN2 ...`: the mean of their probabilities at each step), greedy and beam 5.
 
 --r2l N (with --seed-langs) also trains N right-to-left models per language (--reverse-target
---seed 1 .. N, the same --train-args), then re-ranks the beam-5 hypotheses of the left-to-right
-ensemble and of the right-to-left models (the default candidates, both beams) by the mix of
-their log-probabilities under the two (`eval accuracy RUN
---ensemble ... --beam 5 --rescore R2L1 --rescore R2L2 --rescore-weight W`). The weight is chosen
-per language on the dev set among --rescore-weights, and only that weight is run on test.
+--seed 1 .. N, the same --train-args), then rescores: the beam-5 hypotheses of the
+left-to-right ensemble and of the right-to-left ones (both beams, the default candidates) are
+ranked by the mix of their log-probabilities under the two (`eval accuracy RUN --ensemble ...
+--beam 5 --rescore R2L1 --rescore R2L2 --rescore-weight W`). The weight is chosen per
+language on the dev set among 0 (no rescoring) and --rescore-weights; test sees only that one.
 
 DIR defaults to $CHARRNN_CORPORA/g2p-sigmorphon2021, else ../shared/corpora/... next to
 this checkout. Results go to OUT/results.json (OUT: a temporary directory unless --out)

@@ -93,7 +93,7 @@ class Seq2SeqModel:
         ``temperature=...`` (and other SampleConfig options).
 
         ``rescore``: another model (typically right to left, ``--reverse-target``) that
-        re-ranks all ``beam`` hypotheses of each source: a hypothesis's log-probability
+        re-ranks the ``beam`` best hypotheses of each source: a hypothesis's log-probability
         becomes (1 - rescore_weight) x this model's + rescore_weight x ``rescore``'s
         (teacher forced), divided by length ** length_penalty as in the beam.
         The candidates are this model's ``beam`` best and ``rescore``'s own (each scored
@@ -180,7 +180,7 @@ class Seq2SeqModel:
         ranked: list[list[tuple[str, float]]] = [[] for _ in sources]
         for k, ((i, text, own, length), lp) in enumerate(zip(cands, other)):
             mixed = (1.0 - weight) * (own if own is not None else mine[k]) + weight * lp
-            ranked[i].append((text, mixed / max(length, 1) ** length_penalty if length_penalty else mixed))
+            ranked[i].append((text, mixed / max(length, 1) ** length_penalty))
         return [sorted(r, key=lambda t: t[1], reverse=True)[:n_best] for r in ranked]
 
     def info(self) -> dict[str, Any]:

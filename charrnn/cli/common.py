@@ -101,7 +101,7 @@ LatestOpt = Annotated[bool, typer.Option("--latest", help="Use the run directory
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto uses CUDA when torch sees a GPU.", rich_help_panel="Hardware")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.", rich_help_panel="Output")]
 EnsembleOpt = Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")]
-RescoreOpt = Annotated[Optional[list[Path]], typer.Option(help="Re-rank the whole beam with this encoder-decoder run (repeat for an ensemble of them), typically one trained with --reverse-target: each hypothesis's log-probability is mixed with its own (see --rescore-weight).", rich_help_panel="Sequence to sequence")]
+RescoreOpt = Annotated[Optional[list[Path]], typer.Option(help="Re-rank the beam with this encoder-decoder run too (repeat for an ensemble of them), typically one trained with --reverse-target: each candidate's log-probability under the run is mixed with its log-probability under these (see --rescore-weight and --rescore-candidates).", rich_help_panel="Sequence to sequence")]
 class RescoreCandidates(str, Enum):
     own = "own"
     both = "both"

@@ -306,6 +306,17 @@ def _symbols(kind: str):
     return str.split if kind in ("space", "word") else list
 
 
+def _teacher_forced_batches(src: list[list[int]], tgt: list[list[int]], c: Seq2SeqConfig, device: torch.device,
+                            batch_size: int):
+    """The pairs in batches of similar lengths: (row indices, padded sources, source
+    lengths, padded targets SOS .. EOS), the tensors on ``device`` but the lengths."""
+    order = sorted(range(len(src)), key=lambda i: (len(src[i]), len(tgt[i])))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield (rows, _pad([src[i] for i in rows], c.src_pad_id).to(device), torch.tensor([len(src[i]) for i in rows]),
+               _pad([tgt[i] for i in rows], c.tgt_pad_id).to(device))
+
+
 @torch.inference_mode()
 def teacher_forced_nll(model: Seq2Seq, src: list[list[int]], tgt: list[list[int]], device: torch.device,
                        dtype: torch.dtype | None = None, batch_size: int = EVAL_BATCH) -> tuple[float, int]:
@@ -315,15 +326,10 @@ def teacher_forced_nll(model: Seq2Seq, src: list[list[int]], tgt: list[list[int]
     model.eval()
     c = model.config
     try:
-        order = sorted(range(len(src)), key=lambda i: (len(src[i]), len(tgt[i])))
         total, count = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            s = _pad([src[i] for i in rows], c.src_pad_id)
-            t = _pad([tgt[i] for i in rows], c.tgt_pad_id).to(device)
-            lengths = torch.tensor([len(src[i]) for i in rows])
+        for rows, s, lengths, t in _teacher_forced_batches(src, tgt, c, device, batch_size):
             with autocast(device, dtype):
-                logits = model(s.to(device), lengths, t[:, :-1])
+                logits = model(s, lengths, t[:, :-1])
             total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), t[:, 1:].reshape(-1),
                                            ignore_index=c.tgt_pad_id, reduction="sum"))
             count += sum(len(tgt[i]) - 1 for i in rows)
@@ -344,12 +350,7 @@ def sequence_logprobs(models: list[Seq2Seq], src: list[list[int]], tgt: list[lis
     c = models[0].config
     out = [0.0] * len(src)
     try:
-        order = sorted(range(len(src)), key=lambda i: (len(src[i]), len(tgt[i])))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            s = _pad([src[i] for i in rows], c.src_pad_id).to(device)
-            t = _pad([tgt[i] for i in rows], c.tgt_pad_id).to(device)
-            lengths = torch.tensor([len(src[i]) for i in rows])
+        for rows, s, lengths, t in _teacher_forced_batches(src, tgt, c, device, batch_size):
             gold = t[:, 1:]
             per_model = []
             for m in models:

@@ -335,6 +335,33 @@ def _train(tmp_path, name, *opts, steps=5):
     return cli("train", "--task", "seq2seq", train, *opts, "--max-steps", steps, *TINY, "-o", tmp_path / name, "--json")
 
 
+def test_default_length_is_whole_epochs_of_at_least_the_minimum_steps():
+    from charrnn.cli.train_seq2seq import DEFAULT_EPOCHS, MIN_DEFAULT_STEPS, default_length
+    from charrnn.config import TrainConfig
+
+    # 8,000 pairs at batch 64: 125 batches an epoch, 20 epochs are 2,500 steps.
+    assert default_length(TrainConfig(), 125).epochs == DEFAULT_EPOCHS
+    # 800 pairs: 13 batches; 20 epochs would be 260 steps, so whole epochs up to the minimum.
+    small = default_length(TrainConfig(), 13).epochs
+    assert small == math.ceil(MIN_DEFAULT_STEPS / 13)
+    assert small * 13 >= MIN_DEFAULT_STEPS > (small - 1) * 13
+
+
+def test_no_limit_trains_at_least_the_minimum_steps_and_a_given_limit_wins(tmp_path, monkeypatch):
+    import charrnn.cli.train_seq2seq as t
+
+    monkeypatch.setattr(t, "MIN_DEFAULT_STEPS", 100)  # small, to keep the test quick
+    sources, dev = reverse_task(12, 4, seed=5)
+    train, val = write_pairs(tmp_path / "t.tsv", sources), write_pairs(tmp_path / "d.tsv", dev)
+    common = ["train", "--task", "seq2seq", train, "--val-file", val, *TINY, "--json"]
+    # 12 pairs at batch 4: 3 batches an epoch; 20 epochs (60 steps) are raised to 34 (102).
+    summary = json.loads(ok(*common, "-o", tmp_path / "a"))
+    assert summary["steps"] == 102
+    # An explicit limit is kept, even when it is the default's number of epochs.
+    assert json.loads(ok(*common, "--epochs", "20", "-o", tmp_path / "b"))["steps"] == 60
+    assert json.loads(ok(*common, "--max-steps", "7", "-o", tmp_path / "c"))["steps"] == 7
+
+
 def test_label_smoothing_leaves_the_validation_loss_a_plain_likelihood(tmp_path):
     dev = write_pairs(tmp_path / "d.tsv", reverse_task(10, 8, seed=4)[0])
     runs = {}

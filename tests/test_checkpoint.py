@@ -216,7 +216,7 @@ def test_a_checkpoint_of_the_first_release_loads_and_generates_as_it_did():
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_an_encoder_decoder_round_trips_with_both_tokenizers(tmp_path, shared):
-    from charrnn.config import Seq2SeqConfig
+    from charrnn.task_configs import Seq2SeqConfig
     from charrnn.models.seq2seq import Seq2Seq
     from charrnn.text.symbols import PairTokenizer, SymbolTokenizer
     from charrnn.text.tokenizers import load_tokenizer

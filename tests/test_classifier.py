@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from charrnn.errors import ConfigError, CorpusError
-from charrnn.config import CELLS, POOLS, ClassifierConfig
+from charrnn.config import CELLS
+from charrnn.task_configs import POOLS, ClassifierConfig
 from charrnn.models.classifier import SequenceClassifier
 from charrnn.models.embeddings import init_embedding, read_vectors
 

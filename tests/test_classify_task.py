@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.checkpoint import RunDirectory, load_checkpoint, read_metrics
-from charrnn.config import ClassifierConfig, TrainConfig
+from charrnn.config import TrainConfig
+from charrnn.task_configs import ClassifierConfig
 from charrnn.errors import CorpusError, TrainingInterrupted
 from charrnn.tasks.classify import ClassifyTask, classify_ids, prepare_labelled
 from charrnn.tasks.metrics import report

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from charrnn.checkpoint import save_checkpoint
-from charrnn.config import ClassifierConfig, TrainConfig
+from charrnn.config import TrainConfig
+from charrnn.task_configs import ClassifierConfig
 from charrnn.diagnostics.neurons import FEATURES
 from charrnn.models.classifier import SequenceClassifier
 from charrnn.models.lm import RNNLanguageModel

@@ -18,7 +18,8 @@ from torch import nn
 
 from charrnn.api import ConditionalModel
 from charrnn.checkpoint import RunDirectory, load_checkpoint, read_metrics
-from charrnn.config import ConditionalConfig, SampleConfig, TrainConfig
+from charrnn.config import SampleConfig, TrainConfig
+from charrnn.task_configs import ConditionalConfig
 from charrnn.decoding.conditional import ConditionalStep, draw, generate, start
 from charrnn.errors import ConfigError, CorpusError, TrainingInterrupted
 from charrnn.models import build_model, model_kind

@@ -15,8 +15,8 @@ ort = pytest.importorskip("onnxruntime")
 
 import charrnn  # noqa: E402
 from charrnn.checkpoint import save_checkpoint  # noqa: E402
-from charrnn.config import (ClassifierConfig, ConditionalConfig, ModelConfig, Seq2SeqConfig,  # noqa: E402
-                            TaggerConfig, TrainConfig)
+from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
+from charrnn.task_configs import ClassifierConfig, ConditionalConfig, Seq2SeqConfig, TaggerConfig  # noqa: E402
 from charrnn.export import export_checkpoint, session, trace  # noqa: E402
 from charrnn.export.graphs import graphs_for  # noqa: E402
 from charrnn.models import build_model  # noqa: E402

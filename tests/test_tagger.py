@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn.config import TaggerConfig, TrainConfig
+from charrnn.config import TrainConfig
+
+from charrnn.task_configs import TaggerConfig
 from charrnn.models.tagger import Tagger
 from charrnn.tasks.tag import (IGNORE, Encoded, TaggedBatches, TaggedData, TagTask, TagVocab, encode_sentences,
                                tag_encoded, tag_inputs)

@@ -14,7 +14,7 @@ import typer
 
 from ..config import DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharrnnError, ConfigError
-from ..config import ClassifierConfig, Seq2SeqConfig, TaggerConfig
+from ..task_configs import ClassifierConfig, Seq2SeqConfig, TaggerConfig
 from .app import err
 from .completion import complete_checkpoint
 

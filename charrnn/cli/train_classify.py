@@ -6,7 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ClassifierConfig, TrainConfig
+from ..config import TrainConfig
+
+from ..task_configs import ClassifierConfig
 from ..errors import CharrnnError, ConfigError
 from .common import TokenizerKind, explicit, print_json
 from .train_setup import open_run_dir, task_run, tokenizer_for_training, tokenizer_spec, with_display

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import ConditionalConfig, TrainConfig
+from ..config import TrainConfig
+
+from ..task_configs import ConditionalConfig
 from ..errors import ConfigError
 from .common import explicit, flag, print_json
 from .train_seq2seq import SEQ2SEQ_ONLY

@@ -6,7 +6,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..config import Seq2SeqConfig, TrainConfig
+from ..config import TrainConfig
+
+from ..task_configs import Seq2SeqConfig
 from ..errors import ConfigError
 from .common import explicit, flag, print_json, warn
 from .train_setup import open_run_dir, task_run, with_display

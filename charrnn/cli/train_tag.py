@@ -6,7 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import TaggerConfig, TrainConfig
+from ..config import TrainConfig
+
+from ..task_configs import TaggerConfig
 from ..errors import CharrnnError, ConfigError
 from .common import explicit, flag, print_json
 from .train_setup import open_run_dir, task_run, with_display

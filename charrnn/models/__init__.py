@@ -11,12 +11,12 @@ from typing import Any
 from torch import nn
 
 from ..config import ModelConfig
-from .classifier import ClassifierConfig, SequenceClassifier
-from .conditional import ConditionalConfig, ConditionalGenerator
+from ..task_configs import ClassifierConfig, ConditionalConfig, Seq2SeqConfig, TaggerConfig
+from .classifier import SequenceClassifier
+from .conditional import ConditionalGenerator
 from .lm import RNNLanguageModel
 from .seq2seq import Seq2Seq
 from .tagger import Tagger
-from ..config import Seq2SeqConfig, TaggerConfig
 
 MODEL_KINDS: dict[str, tuple[type, type[nn.Module]]] = {
     "lm": (ModelConfig, RNNLanguageModel),

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ClassifierConfig
+from ..task_configs import ClassifierConfig
 from .encoder import make_layers, padding_mask, run_layers
 
 

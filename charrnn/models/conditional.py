@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ConditionalConfig
+from ..task_configs import ConditionalConfig
 from .cells import State, make_rnn, step_layers
 
 class ConditionalGenerator(nn.Module):

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..config import Seq2SeqConfig
+from ..task_configs import Seq2SeqConfig
 from .cells import State, make_rnn, step_layers
 from .encoder import make_layers, padding_mask, run_layers
 

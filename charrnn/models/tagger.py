@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import TaggerConfig
+from ..task_configs import TaggerConfig
 from .crf import CRF
 from .encoder import make_layers, padding_mask, run_layers
 

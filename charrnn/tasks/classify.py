@@ -29,7 +29,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ConfigError, CorpusError
-from ..config import ClassifierConfig
+from ..task_configs import ClassifierConfig
 from ..models.classifier import SequenceClassifier
 from ..runtime import autocast
 from ..text.char import CharTokenizer

@@ -3,7 +3,7 @@
 Data: labelled examples in the classifier's layouts (text/labelled.py: a folder with one
 file per label, a TSV/CSV with a header, fastText lines), validated on a separate file or
 on a stratified split. Every example is its own sequence, SOS y_1 .. y_m EOS, with the
-ids of padding, SOS and EOS after the tokenizer's (config.ConditionalConfig); the
+ids of padding, SOS and EOS after the tokenizer's (task_configs.ConditionalConfig); the
 tokenizer is a char tokenizer of the training texts unless another kind is asked for.
 Batches are shuffled, length-bucketed and padded (text/labelled.LabelledBatches).
 
@@ -35,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConditionalConfig, TrainConfig
+from ..config import TrainConfig
+
+from ..task_configs import ConditionalConfig
 from ..errors import CorpusError
 from ..models.conditional import ConditionalGenerator
 from ..runtime import autocast

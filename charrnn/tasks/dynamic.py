@@ -50,13 +50,13 @@ class DynamicConfig:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        from ..config import _check
+        from ..config import check
 
-        _check(math.isfinite(self.lr) and self.lr >= 0, f"dynamic lr must be >= 0, not {self.lr}")
-        _check(0.0 <= self.decay < 1.0, f"dynamic decay must be in [0, 1), not {self.decay}")
-        _check(self.segment >= 1, f"dynamic segment must be >= 1 token, not {self.segment}")
-        _check(self.rule in RULES, f"dynamic rule must be one of {', '.join(RULES)}, not {self.rule!r}")
-        _check(0.0 < self.rms_beta < 1.0, f"rms_beta must be in (0, 1), not {self.rms_beta}")
+        check(math.isfinite(self.lr) and self.lr >= 0, f"dynamic lr must be >= 0, not {self.lr}")
+        check(0.0 <= self.decay < 1.0, f"dynamic decay must be in [0, 1), not {self.decay}")
+        check(self.segment >= 1, f"dynamic segment must be >= 1 token, not {self.segment}")
+        check(self.rule in RULES, f"dynamic rule must be one of {', '.join(RULES)}, not {self.rule!r}")
+        check(0.0 < self.rms_beta < 1.0, f"rms_beta must be in (0, 1), not {self.rms_beta}")
 
 
 class _Adapter:

@@ -6,7 +6,7 @@ distinct sources (all lines of a source go to the same side, so no reference lea
 
 Tokens: each side has its tokenizer (char, space, bpe, unigram, word), or both share one
 (``shared``). The model's vocabularies add ids of their own after the tokenizer's:
-source padding; target padding, SOS and EOS (config.Seq2SeqConfig). A target is trained
+source padding; target padding, SOS and EOS (task_configs.Seq2SeqConfig). A target is trained
 as SOS y_1 .. y_m EOS: the decoder reads SOS y_1 .. y_m and predicts y_1 .. y_m EOS.
 
 Loss: cross-entropy per target token (EOS included, padding ignored), the mean over the
@@ -37,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SampleConfig, Seq2SeqConfig, TrainConfig
+from ..config import SampleConfig, TrainConfig
+
+from ..task_configs import Seq2SeqConfig
 from ..decoding.beam import text_of_ids
 from ..decoding.seq2seq import length_limit, translate
 from ..decoding.text import Generation, MakeDetokenizer

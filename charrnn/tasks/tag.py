@@ -37,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TaggerConfig, TrainConfig
+from ..config import TrainConfig
+
+from ..task_configs import TaggerConfig
 from ..errors import CorpusError
 from ..models.tagger import Tagger
 from ..runtime import autocast

@@ -3,7 +3,6 @@ sequences, at sizes other than the traced ones), the JSON is enough to encode an
 without charrnn, and the command's files and errors."""
 
 import json
-import math
 import sys
 
 import numpy as np

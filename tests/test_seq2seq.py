@@ -4,7 +4,6 @@ step-by-step loop of torch modules, each pair alone vs padded batches, brute-for
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 import torch

@@ -25,7 +25,7 @@ from . import serve  # noqa: F401,I001
 from . import export  # noqa: F401,I001
 from . import plot  # noqa: F401,I001
 from . import inspect_cmd  # noqa: F401,I001
-from . import diagnose  # noqa: F401,I001
+from . import diagnose, diagnose_memory  # noqa: F401,I001
 from .app import app, err
 from .common import quiet_stdout
 

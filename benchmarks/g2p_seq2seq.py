@@ -31,6 +31,10 @@ ranked by the mix of their log-probabilities under the two (`eval accuracy RUN -
 --beam 5 --rescore R2L1 --rescore R2L2 --rescore-weight W`). The weight is chosen per
 language on the dev set among 0 (no rescoring) and --rescore-weights; test sees only that one.
 
+Given an --out of an earlier invocation, runs trained there with the same command are kept
+(not trained again) and the ensembles are evaluated again: a cut-short benchmark continues,
+and other --rescore-weights cost only the evaluations.
+
 DIR defaults to $CHARRNN_CORPORA/g2p-sigmorphon2021, else ../shared/corpora/... next to
 this checkout. Results go to OUT/results.json (OUT: a temporary directory unless --out)
 and a table on stdout; RESULTS.md is written by hand from them. --quick: two languages,
@@ -104,6 +108,9 @@ def one(lang: str, variant: str, args, root: Path, out: Path, log) -> dict:
                        str(d / f"{lang}_dev.tsv"), "--target-tokenizer", "space", "--epochs", str(args.epochs),
                        "--threads", str(args.threads), "-o", str(run), "--overwrite", "--quiet", "--json",
                        *shlex.split(args.train_args), *variant_args(variant)]
+    done = args.done.get((lang, variant))
+    if done is not None and done["command"] == shlex.join(train[2:]) and (run / "best.safetensors").is_file():
+        return done  # trained by an earlier invocation with the same command: kept, not logged again
     summary_text, wall, cpu = run_child(train, args.threads)
     summary = json.loads(summary_text)
     result = {"lang": lang, "variant": variant, "baseline": BASELINE[args.set].get(lang), "train_wall_s": wall,
@@ -152,10 +159,12 @@ def main() -> None:
         sys.exit(f"no data for {', '.join(unknown)} in {root / args.set}")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="g2p-"))
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "results.json").is_file():  # a run adding ensembles to an earlier one keeps its results
-        previous = json.loads((out / "results.json").read_text())
-    else:
-        previous = []
+    previous = []
+    if (out / "results.json").is_file():  # an invocation over an earlier one's --out keeps its runs
+        previous = [r for r in json.loads((out / "results.json").read_text())
+                    if not r["variant"].startswith("ensemble")]  # ensembles are evaluated again
+    # A run whose training command is unchanged and whose checkpoint is there is not trained again.
+    args.done = {(r["lang"], r["variant"]): r for r in previous if "command" in r}
     seed_langs = langs if args.seed_langs == "all" else list(filter(None, args.seed_langs.split(",")))
     jobs = [] if args.only_ensembles else [(lang, "default") for lang in langs]
     jobs += [(lang, v) for lang in filter(None, args.ablate.split(",")) for v in VARIANTS if v != "default"]

@@ -28,6 +28,7 @@ PKG = Path(__file__).resolve().parent.parent / "charrnn"
 # (and modules of its own part).
 LAYERS = {
     "errors": 0, "config": 1, "files": 1, "runtime": 1,
+    "task_configs": 1.5,  # the task models' architectures, built on config's checks
     "text": 2,
     "models": 3,
     "checkpoint": 4,

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn.config import SampleConfig
-
 from charrnn.task_configs import Seq2SeqConfig
 from charrnn.decoding.seq2seq import translate
 from charrnn.errors import ConfigError

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn.config import TrainConfig
-
 from charrnn.task_configs import TaggerConfig
 from charrnn.models.tagger import Tagger
 from charrnn.tasks.tag import (IGNORE, Encoded, TaggedBatches, TaggedData, TagTask, TagVocab, encode_sentences,

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import TrainConfig
-
 from ..task_configs import ClassifierConfig
 from ..errors import CharrnnError, ConfigError
 from .common import TokenizerKind, explicit, print_json

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import TrainConfig
-
 from ..task_configs import ConditionalConfig
 from ..errors import ConfigError
 from .common import explicit, flag, print_json

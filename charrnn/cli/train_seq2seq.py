@@ -7,11 +7,10 @@ import math
 from dataclasses import dataclass
 
 from ..config import TrainConfig
-
 from ..task_configs import Seq2SeqConfig
 from ..errors import ConfigError
 from .common import explicit, flag, print_json, warn
-from .train_setup import open_run_dir, task_run, with_display
+from .train_setup import no_limit_given, open_run_dir, task_run, with_display
 
 # The encoder-decoder's architecture options (Seq2SeqConfig fields with a flag of the same name).
 MODEL_FIELDS = ("cell", "layers", "hidden_size", "embedding_dim", "dropout", "bidirectional", "attention",
@@ -32,7 +31,6 @@ DEFAULT_EPOCHS = 20  # with no limit given (the G2P benchmark's setting) ...
 # (SIGMORPHON 2021 low set, ice and slv dev accuracy 0.60 and 0.40 at 260 steps, 0.82 and
 # 0.53 at 780, 0.81 and 0.53 at 1,560).
 MIN_DEFAULT_STEPS = 1000
-LIMITS = ("max_steps", "epochs", "time_budget")
 
 
 def default_length(train_cfg: TrainConfig, batches_per_epoch: int) -> TrainConfig:
@@ -93,7 +91,7 @@ def train_seq2seq(ctx, dist, t0, corpus, vocab_size, out, overwrite, resume, qui
         model_cfg = Seq2SeqConfig(**{**dataclasses.asdict(Seq2SeqConfig()), **explicit(ctx, MODEL_FIELDS)})
         task = Seq2SeqTask(data, model_cfg, train_cfg, opts.teacher_forcing, opts.max_length,
                            label_smoothing=opts.label_smoothing, reverse_target=opts.reverse_target)
-    if checkpoint is None and not explicit(ctx, LIMITS):
+    if no_limit_given(ctx, checkpoint):
         train_cfg = default_length(train_cfg, task.batches.windows_per_epoch)
     if main:
         for split, n in data.skipped.items():

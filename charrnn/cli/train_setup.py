@@ -201,6 +201,12 @@ def tokenizer_for_training(kind: TokenizerKind | None, vocab_size: int | None, t
     return new_tokenizer(kind.value if kind is not None else "char", vocab_size, train_text)
 
 
+def no_limit_given(ctx, checkpoint) -> bool:
+    """A new run given none of --max-steps, --epochs and --time-budget: it trains its task's
+    default length."""
+    return checkpoint is None and not explicit(ctx, ("max_steps", "epochs", "time_budget"))
+
+
 def task_run(ctx, dist, corpus: list[str], out: Path | None, resume: bool, overwrite: bool, task: str, model_fields,
              defaults: TrainConfig, default_epochs: float):
     """What every example-wise task (classify, seq2seq, tag, conditional) does first: the
@@ -214,7 +220,7 @@ def task_run(ctx, dist, corpus: list[str], out: Path | None, resume: bool, overw
     checkpoint, train_cfg = resumed_or_new(ctx, dist, out, resume, model_fields, defaults)
     if checkpoint is not None and checkpoint.task != task:
         raise ConfigError(f"{out} holds a {checkpoint.task} run: resume it without --task {task}")
-    if checkpoint is None and train_cfg.effective_epochs != train_cfg.epochs:  # no limit was given
+    if no_limit_given(ctx, checkpoint):
         train_cfg = dataclasses.replace(train_cfg, epochs=default_epochs)
     if dist is not None:
         dist = distributed.use_device(dist, train_cfg.device)

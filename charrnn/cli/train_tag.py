@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import TrainConfig
-
 from ..task_configs import TaggerConfig
 from ..errors import CharrnnError, ConfigError
 from .common import explicit, flag, print_json

@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-
 from ..task_configs import ConditionalConfig
 from ..errors import CorpusError
 from ..models.conditional import ConditionalGenerator

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SampleConfig, TrainConfig
-
 from ..task_configs import Seq2SeqConfig
 from ..decoding.beam import text_of_ids
 from ..decoding.seq2seq import length_limit, translate

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-
 from ..task_configs import TaggerConfig
 from ..errors import CorpusError
 from ..models.tagger import Tagger

@@ -4,7 +4,7 @@ test WER per language and the macro average, against the shared task's published
     python benchmarks/g2p_seq2seq.py [--set medium|low] [--langs bul,dut] [--epochs 20]
         [--jobs 2] [--threads 1] [--train-args "..."] [--ablate bul,dut] [--seeds 3
         --seed-langs bul] [--r2l 2 --rescore-weights 0.3,0.5,0.7] [--data DIR] [--out DIR]
-        [--quick] [--only-ensembles]
+        [--mix NAME="OPTIONS" ...] [--quick] [--only-ensembles]
 
 For each language L of the set (DIR/SET/L_{train,dev,test}.tsv, phones space-separated):
 
@@ -23,6 +23,10 @@ they hold when --jobs trainings share the machine; wall minutes are given too.
 --seeds N --seed-langs LANGS (or all) trains those languages N - 1 more times with --seed
 2 .. N and reports the test WER of the ensemble of the N runs (`eval accuracy RUN --ensemble
 RUN2 ...`: the mean of their probabilities at each step), greedy and beam 5.
+
+--mix NAME="OPTIONS" (repeatable, with --seed-langs) trains one more left-to-right model per
+language with these options after --train-args (say --mix b32="--batch-size 32"), run
+L-mix-NAME, and adds it to the ensemble: members that differ in more than the seed.
 
 --r2l N (with --seed-langs) also trains N right-to-left models per language (--reverse-target
 --seed 1 .. N, the same --train-args), then rescores: the beam-5 hypotheses of the
@@ -100,6 +104,17 @@ def variant_args(variant: str) -> list[str]:
     return VARIANTS[variant]
 
 
+def parse_mix(given: list[str]) -> dict[str, list[str]]:
+    """--mix NAME=OPTIONS values as {"mix-NAME": [options]}."""
+    mix = {}
+    for item in given:
+        name, sep, options = item.partition("=")
+        if not sep or not name.strip() or not options.strip():
+            sys.exit(f"--mix wants NAME=OPTIONS, got {item!r}")
+        mix[f"mix-{name.strip()}"] = shlex.split(options)
+    return mix
+
+
 def one(lang: str, variant: str, args, root: Path, out: Path, log) -> dict:
     charrnn = [sys.executable, "-m", "charrnn"]
     run = out / f"{lang}-{variant}"
@@ -107,7 +122,8 @@ def one(lang: str, variant: str, args, root: Path, out: Path, log) -> dict:
     train = charrnn + ["train", "--task", "seq2seq", str(d / f"{lang}_train.tsv"), "--val-file",
                        str(d / f"{lang}_dev.tsv"), "--target-tokenizer", "space", "--epochs", str(args.epochs),
                        "--threads", str(args.threads), "-o", str(run), "--overwrite", "--quiet", "--json",
-                       *shlex.split(args.train_args), *variant_args(variant)]
+                       *shlex.split(args.train_args),
+                       *(args.mix[variant] if variant in args.mix else variant_args(variant))]
     done = args.done.get((lang, variant))
     if done is not None and done["command"] == shlex.join(train[2:]) and (run / "best.safetensors").is_file():
         return done  # trained by an earlier invocation with the same command: kept, not logged again
@@ -145,11 +161,14 @@ def main() -> None:
                                                                   "are already in --out) and evaluate the ensembles")
     p.add_argument("--r2l", type=int, default=0, help="right-to-left models per --seed-langs language, to rescore "
                                                        "the ensemble's beam")
+    p.add_argument("--mix", action="append", default=[], metavar="NAME=OPTIONS",
+                   help="one more ensemble member per --seed-langs language, trained with these options")
     p.add_argument("--rescore-weights", default="0.3,0.5,0.7", help="rescoring weights tried on dev")
     p.add_argument("--data")
     p.add_argument("--out")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
+    args.mix = parse_mix(args.mix)
     root = data_dir(args.data)
     langs = args.langs.split(",") if args.langs else sorted(BASELINE[args.set])
     if args.quick:
@@ -173,6 +192,7 @@ def main() -> None:
     r2l = [[(lang, f"r2l{i}") for lang in seed_langs] for i in range(1, args.r2l + 1)]
     for i in range(max(len(extra), len(r2l))):  # alternate the two kinds, seed by seed
         jobs += (r2l[i] if i < len(r2l) else []) + (extra[i] if i < len(extra) else [])
+    jobs += [(lang, name) for name in args.mix for lang in seed_langs]
     lock = threading.Lock()
     results: list[dict] = previous
 
@@ -201,7 +221,8 @@ def main() -> None:
 
     def ensemble(lang: str) -> dict:
         runs = [str(out / f"{lang}-default")] + [str(out / f"{lang}-seed{i}") for i in range(2, args.seeds + 1)]
-        ens = {"lang": lang, "variant": f"ensemble of {args.seeds}", "baseline": BASELINE[args.set].get(lang)}
+        runs += [str(out / f"{lang}-{name}") for name in args.mix]
+        ens = {"lang": lang, "variant": f"ensemble of {len(runs)}", "baseline": BASELINE[args.set].get(lang)}
         for beam in (0, 5):
             rep = accuracy(lang, "test", runs, beam)
             ens[f"wer_beam{beam}"], ens[f"ter_beam{beam}"] = rep["wer"], rep["ter"]
@@ -241,7 +262,7 @@ def main() -> None:
         print(f"\n{'language':>9} {'baseline':>8} {'ensemble greedy':>16} {'beam 5':>7}"
               + (f" {'rescored':>9} {'weight':>6}" if rescored else "") + f" {'CPU min':>8}")
         cpu = {e["lang"]: sum(r["train_cpu_s"] for r in results if r["lang"] == e["lang"] and "train_cpu_s" in r
-                               and (r["variant"] == "default" or r["variant"].startswith(("seed", "r2l")))) / 60
+                               and (r["variant"] == "default" or r["variant"].startswith(("seed", "r2l", "mix-")))) / 60
                for e in ensembles}
         for e in ensembles:
             print(f"{e['lang']:>9} {e['baseline']:8.2f} {e['wer_beam0']:16.2f} {e['wer_beam5']:7.2f}"

@@ -106,7 +106,7 @@ class Seq2SeqConfig:
     hidden_size: int = 256  # of each encoder direction and of the decoder
     embedding_dim: int = 128
     bidirectional: bool = True  # encoder; the decoder starts from a learned bridge then
-    attention: str = "general"
+    attention: str = "additive"  # Bahdanau: on SIGMORPHON 2021 G2P it beat Luong general (benchmarks/RESULTS.md)
     input_feeding: bool = True  # feed the previous attentional vector with each target token
     dropout: float = 0.3
     tie_weights: bool = False  # the output layer shares the target embedding (needs embedding_dim == hidden_size)

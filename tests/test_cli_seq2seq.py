@@ -315,7 +315,7 @@ def test_info_shows_both_vocabularies(rev_run):
     tgt = next(line for line in text.splitlines() if "target tokens" in line)
     assert "char" in src and "space" in tgt
     flat = " ".join(text.split())  # the table wraps long cells
-    assert "encoder bidirectional 1x32 LSTM" in flat and "general attention" in flat
+    assert "encoder bidirectional 1x32 LSTM" in flat and "additive attention" in flat
     info = json.loads(ok("info", run_dir, "--json"))
     assert info["task"] == "seq2seq"
     assert (info["source_tokenizer"], info["target_tokenizer"], info["shared_vocab"]) == ("char", "space", False)

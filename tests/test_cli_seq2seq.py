@@ -160,6 +160,28 @@ def test_eval_accuracy_agrees_with_training(rev_run, pairs):
     assert "sequence accuracy" in table and f"{res['accuracy']:.4f}" in table
 
 
+def test_threads_option_sets_torchs_threads(rev_run, pairs):
+    """--threads on predict and eval accuracy gives torch that many threads (the commands run
+    in this process, so torch's setting is read back here) and leaves the results alone."""
+    run_dir, _ = rev_run
+    _, dev_file, _, dev = pairs
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        plain = json.loads(ok("eval", "accuracy", run_dir, dev_file, "--json"))
+        assert torch.get_num_threads() == 2  # not given: left as it was
+        one = json.loads(ok("eval", "accuracy", run_dir, dev_file, "--json", "--threads", "1"))
+        assert torch.get_num_threads() == 1
+        assert one["accuracy"] == plain["accuracy"] and one["ter"] == plain["ter"]
+        torch.set_num_threads(2)
+        sources = "".join(f"{s}\n" for s in dev[:3]).encode()
+        assert ok("predict", run_dir, "-", "--threads", "1", stdin=sources) == ok("predict", run_dir, "-", stdin=sources)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert_one_line_error(*cli("predict", run_dir, "-", "--threads", "0", stdin=b"ab\n"), "--threads")
+
+
 def test_eval_accuracy_counts_wrong_outputs(rev_run, tmp_path):
     """Against a file of wrong targets (the strings themselves, not reversed) nothing is right,
     except the palindromes; a second, correct reference for a source makes it right."""

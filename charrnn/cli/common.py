@@ -99,6 +99,7 @@ CheckpointArg = Annotated[
 ]
 LatestOpt = Annotated[bool, typer.Option("--latest", help="Use the run directory's latest checkpoint instead of its best.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto uses CUDA when torch sees a GPU.", rich_help_panel="Hardware")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice, or OMP_NUM_THREADS).", rich_help_panel="Hardware")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.", rich_help_panel="Output")]
 EnsembleOpt = Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")]
 RescoreOpt = Annotated[Optional[list[Path]], typer.Option(help="Re-rank the beam with this encoder-decoder run too (repeat for an ensemble of them), typically one trained with --reverse-target: each candidate's log-probability under the run is mixed with its log-probability under these (see --rescore-weight and --rescore-candidates).", rich_help_panel="Sequence to sequence")]
@@ -248,3 +249,11 @@ def load_model(checkpoint, ensemble, device: str, latest: bool):
     if ensemble:
         return load_ensemble([checkpoint, *ensemble], device=device, latest=latest)
     return load(checkpoint, device=device, latest=latest)
+
+
+def set_threads(threads: int | None) -> None:
+    """Give torch this many CPU threads (--threads); None leaves its choice."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

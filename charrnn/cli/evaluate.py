@@ -14,8 +14,8 @@ from . import dynamic_eval as dyn
 from . import surprisal_view as sv
 from .app import eval_app
 from .common import (CheckpointArg, Device, DeviceOpt, EnsembleOpt, JsonOpt, LatestOpt, Precision, ReplaceOpt,
-                     RescoreCandidates, RescoreCandidatesOpt, RescoreOpt, RescoreWeightOpt, load_model, print_json,
-                     require_language_model, rescoring, warn)
+                     RescoreCandidates, RescoreCandidatesOpt, RescoreOpt, RescoreWeightOpt, ThreadsOpt, load_model,
+                     print_json, require_language_model, rescoring, set_threads, warn)
 
 
 @eval_app.command(no_args_is_help=True)
@@ -25,6 +25,7 @@ def perplexity(
     streams: Annotated[Optional[int], typer.Option(min=1, help="Score as this many parallel streams, each warmed up on the 256 tokens before its part: about 3x faster than 1 stream and within 1e-6 bpc of it on tinyshakespeare; 1 is exact. Texts shorter than 512 tokens per stream use 1. [default: 16; 1 for --dynamic's score]", show_default=False)] = None,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
     precision: Annotated[Precision, typer.Option(help="fp32 is exact; bf16 (or auto) is faster where the hardware has it.", rich_help_panel="Hardware")] = Precision.fp32,
     replace_invalid: ReplaceOpt = False,
     show: sv.ShowOpt = False,
@@ -43,6 +44,7 @@ def perplexity(
     Every token after the first is scored; bits per character divide the total loss by the
     characters those tokens cover (all characters after the first token's, less unknown
     ones), so char and subword models compare on the same text."""
+    set_threads(threads)
     from ..api import load
     from ..text.corpora import resolve_corpus
     from ..runtime import bf16_fallback_note
@@ -109,6 +111,7 @@ def accuracy(
     length_penalty: Annotated[float, typer.Option(min=0.0, help="Beam scores are divided by length ** this.", rich_help_panel="Sequence to sequence")] = 1.0,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Accuracy, macro-F1, per-label precision, recall, F1 and support, and the confusion
@@ -116,6 +119,7 @@ def accuracy(
     pairs, sequence accuracy (any reference), WER, token error rate, BLEU and chrF; for a
     tagger on CoNLL data, token, unseen-token and sentence accuracy, per-tag scores and,
     for BIO/IOB tags, span precision, recall and F1."""
+    set_threads(threads)
     from ..api import Classifier, ConditionalModel, SequenceTagger
     from ..text.labelled import read_labelled
 

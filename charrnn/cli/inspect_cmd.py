@@ -20,7 +20,8 @@ from rich.table import Table
 
 from ..errors import CharrnnError
 from .app import app, err
-from .common import CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, ReplaceOpt, print_json
+from .common import (CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, ReplaceOpt, ThreadsOpt, print_json,
+                     set_threads)
 from .surprisal_view import hex_rgb, html_page, html_text, ink, ramp
 
 inspect_app = typer.Typer(help="Look inside a trained language model: what single units of its recurrent layers follow.",
@@ -52,6 +53,7 @@ def neurons(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the HTML page here: the text coloured by each drawn unit (blue negative, red positive).", show_default=False, rich_help_panel="Output")] = None,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
     replace_invalid: ReplaceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -59,6 +61,7 @@ def neurons(
     a text (|Pearson r| between a unit's activation after each character and the feature),
     as a table; with -o an HTML page with the text coloured by those units' activations and
     by any chosen with --units (Karpathy, Johnson and Fei-Fei 2015)."""
+    set_threads(threads)
     from ..api import LanguageModel, load
     from ..diagnostics.neurons import FEATURES, default_kind, search, unit_activations
     from ..text.corpora import resolve_corpus

@@ -15,7 +15,8 @@ import typer
 from ..errors import CharrnnError, ConfigError
 from .app import app
 from .common import (CheckpointArg, Device, DeviceOpt, EnsembleOpt, LatestOpt, ReplaceOpt, RescoreCandidates,
-                     RescoreCandidatesOpt, RescoreOpt, RescoreWeightOpt, load_model, print_json, quiet_stdout, rescoring)
+                     RescoreCandidatesOpt, RescoreOpt, RescoreWeightOpt, ThreadsOpt, load_model, print_json,
+                     quiet_stdout, rescoring, set_threads)
 
 BATCH = 256  # lines per forward pass when the input is not a terminal
 
@@ -68,6 +69,7 @@ def predict(
     tag_column: Annotated[Optional[str], typer.Option(help="A tagger's CoNLL input: the column to fill in [default: the one it was trained on].", show_default=False, rich_help_panel="Tagging")] = None,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
     replace_invalid: ReplaceOpt = False,
     beam: Annotated[int, typer.Option(min=0, help="Beam width for an encoder-decoder (0: greedy, or sampling with --sample).", rich_help_panel="Sequence to sequence")] = 0,
     ensemble: EnsembleOpt = None,
@@ -87,6 +89,7 @@ def predict(
     encoder-decoder: one output line per input line (N lines with --n-best N); with a tagger,
     the tags of each sentence (one per line, tokens separated by spaces), or a CoNLL file
     given back with its tag column filled in."""
+    set_threads(threads)
     from ..api import Classifier, Seq2SeqModel, SequenceTagger
 
     model = load_model(checkpoint, ensemble, device.value, latest)

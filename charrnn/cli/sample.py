@@ -11,8 +11,8 @@ import typer
 from ..config import DEFAULT_LENGTH, SampleConfig
 from ..errors import ConfigError
 from .app import app
-from .common import (_S, CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, ReplaceOpt, print_json, quiet_stdout,
-                     require_language_model, warn)
+from .common import (_S, CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, ReplaceOpt, ThreadsOpt, print_json,
+                     quiet_stdout, require_language_model, set_threads, warn)
 
 
 def _read_prime(prime: str | None, prime_file: str | None, replace_invalid: bool) -> str:
@@ -54,6 +54,7 @@ def sample(
     num_return: Annotated[int, typer.Option(help="How many of the best hypotheses to print.", rich_help_panel="Beam search")] = _S.num_return,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
+    threads: ThreadsOpt = None,
     replace_invalid: ReplaceOpt = False,
     json_out: JsonOpt = False,
     label: Annotated[Optional[str], typer.Option("--label", "-l", help="Generate sequences of this label (a model trained with --task conditional; required there).", show_default=False, rich_help_panel="Conditional generation")] = None,
@@ -61,6 +62,7 @@ def sample(
     novel: Annotated[bool, typer.Option("--novel", help="No sample a copy of a text the model was trained on: draw more until -N are found (at most 20 N draws, or 100; a warning says when fewer were found).", rich_help_panel="Conditional generation")] = False,
 ) -> None:
     """Generate text from a trained model: sampling (streamed to stdout), greedy, or beam search."""
+    set_threads(threads)
     if beam is not None:
         if beam < 1:
             raise ConfigError(f"--beam must be >= 1, not {beam}")

@@ -13,7 +13,7 @@ import typer
 
 from ..errors import CharrnnError, ConfigError
 from .app import app, err
-from .common import Device, DeviceOpt, LatestOpt
+from .common import Device, DeviceOpt, LatestOpt, ThreadsOpt, set_threads
 
 _PANEL_LIMITS = "Limits"
 
@@ -77,7 +77,7 @@ def serve(
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds of generation per request: it then ends with the text so far (finish reason 'time').", rich_help_panel=_PANEL_LIMITS)] = _L.timeout,
     max_rows: Annotated[int, typer.Option(min=1, help="Most samples one model generates at once; a request beyond that gets a 429.", rich_help_panel=_PANEL_LIMITS)] = _L.max_rows,
     batch: Annotated[bool, typer.Option("--batch/--no-batch", help="Step concurrent sampling requests to a model together, as one batch (--no-batch: each on its own, taking turns).")] = True,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice).", rich_help_panel="Hardware")] = None,
+    threads: ThreadsOpt = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
@@ -90,15 +90,13 @@ def serve(
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"two runs are named {dup[0]!r}: give them names with NAME=RUN")
-    import torch
     import uvicorn
 
     from ..api import load
     from ..serve.app import create_app
     from ..serve.limits import Limits
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     models = {name: load(path, device=device.value, latest=latest) for name, path in named}
     limits = Limits(max_tokens=max_tokens, max_prompt_chars=max_prompt_chars, max_request_bytes=max_request_bytes,
                     timeout=timeout, max_rows=max_rows)

@@ -33,8 +33,8 @@ T (--threads) defaults to torch's default here.
      length-bucketed plan, text/pairs.py::PairBatches, to compare the implementations
      alone). Timed: --steps steps after --warmup untimed ones, from a fresh model.
    charrnn: `charrnn train --task seq2seq bul_train.tsv --val-file bul_dev.tsv
-     --target-tokenizer space --attention general --max-steps W+S --eval-interval W+S --log-interval W
-     --threads T` (its defaults: the model above, length-bucketed batches, fused AdamW
+     --target-tokenizer space --attention general --max-steps W+S --eval-interval W+S
+     --log-interval W --threads T` (its defaults: the model above, length-bucketed batches, fused AdamW
      with warm-up and cosine decay). Its rate is read from metrics.jsonl: the "train"
      events after step W (--log-interval W puts a window boundary at step W; the last
      window ends at step W+S), combined as total pairs / total seconds, where a window's
@@ -261,9 +261,9 @@ def padding_stats(data: PlainData, seed: int) -> dict:
 
 def train_command(files: dict, run: Path, steps: int, log_interval: int, threads: int) -> list[str]:
     return ["train", "--task", "seq2seq", str(files["train"]), "--val-file", str(files["dev"]),
-            "--target-tokenizer", "space", "--attention", "general", "--out", str(run), "--overwrite", "--max-steps", str(steps),
-            "--eval-interval", str(steps), "--log-interval", str(log_interval), "--threads", str(threads),
-            "--json", "--quiet"]
+            "--target-tokenizer", "space", "--attention", "general", "--out", str(run), "--overwrite",
+            "--max-steps", str(steps), "--eval-interval", str(steps), "--log-interval", str(log_interval),
+            "--threads", str(threads), "--json", "--quiet"]
 
 
 def charrnn_pairs_per_sec(files: dict, run: Path, warmup: int, steps: int, threads: int) -> dict:

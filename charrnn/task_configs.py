@@ -5,6 +5,7 @@ every checkpoint of their task and rebuilt from it (``config.from_dict``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from .config import CELLS, check, is_int
 
@@ -110,6 +111,8 @@ class Seq2SeqConfig:
     input_feeding: bool = True  # feed the previous attentional vector with each target token
     dropout: float = 0.3
     tie_weights: bool = False  # the output layer shares the target embedding (needs embedding_dim == hidden_size)
+    # A stored config without an attention kind comes from before additive became the default.
+    ABSENT: ClassVar[dict[str, Any]] = {"attention": "general"}
 
     def __post_init__(self) -> None:
         check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")

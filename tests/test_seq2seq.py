@@ -201,6 +201,18 @@ def test_config_refuses_dot_attention_with_a_bidirectional_encoder_and_bad_ties(
         Seq2SeqConfig(attention="luong")
 
 
+def test_a_stored_config_without_attention_keeps_the_old_default():
+    """Additive attention is the default now; a stored config that names no attention kind
+    was written when general was, and is rebuilt with general; one that names it keeps it."""
+    from charrnn.config import from_dict
+
+    assert Seq2SeqConfig().attention == "additive"
+    old = {"src_vocab_size": 9, "tgt_vocab_size": 8, "hidden_size": 16}
+    assert from_dict(Seq2SeqConfig, old).attention == "general"
+    assert from_dict(Seq2SeqConfig, {**old, "attention": "additive"}).attention == "additive"
+    assert from_dict(Seq2SeqConfig, {**old, "attention": "dot", "bidirectional": False}).attention == "dot"
+
+
 def test_tied_weights_share_the_target_embedding():
     torch.manual_seed(0)
     model = Seq2Seq(Seq2SeqConfig(src_vocab_size=5, tgt_vocab_size=6, hidden_size=4, embedding_dim=4,

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import CharrnnError, ConfigError, ResumeMismatchError, RunExistsError
 from .app import err
-from .common import TokenizerKind, explicit, flag, new_tokenizer, show
+from .common import TokenizerKind, explicit, flag, new_tokenizer, set_threads, show
 
 # The regularisation options of the language model (models/regularize.py, TrainConfig.ar/tar).
 LM_ONLY = ("weight_drop", "input_dropout", "embedding_dropout", "variational", "ar", "tar")
@@ -128,10 +128,7 @@ def size_model(ctx, dist, data, model_cfg, train_cfg):
     batch_given = bool(explicit(ctx, ["batch_size"]))
 
     def measure() -> bytes:
-        import torch
-
-        if train_cfg.threads:
-            torch.set_num_threads(train_cfg.threads)
+        set_threads(train_cfg.threads)
         device = dist.device if dist is not None else resolve_device(train_cfg.device)
         choice = measured_choice(dataclasses.replace(model_cfg, vocab_size=data.tokenizer.vocab_size), train_cfg,
                                  data.train, device, resolve_precision(train_cfg.precision, device), auto,

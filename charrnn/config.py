@@ -16,7 +16,10 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError, ResumeMismatchError
 
-CELLS = ("lstm", "gru", "rnn")
+# The names of the recurrent cell kinds, in the order of models/cells.py's table, which
+# owns them: its register_cell appends a name here. The configs and the command line check
+# names against this list without importing torch (the table's entries need it).
+CELLS: list[str] = ["lstm", "gru", "rnn"]
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -42,8 +45,33 @@ def check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+class RecurrentConfig:
+    """What every recurrent model's config has (ModelConfig and the task models' configs),
+    with its checks declared once: each config calls ``_check_recurrent`` from its
+    ``__post_init__``.
+
+    The fields are declared by each config, at its place and with its default (layers 2
+    for the language model, 1 for the classifier; hidden_size 512, 256 or 128): a
+    config's field order is the order of its keys in checkpoints and ``info``, and a base
+    dataclass would put its fields first. These annotations say what they mean.
+    """
+
+    cell: str  # a name in CELLS
+    layers: int  # stacked recurrent layers
+    hidden_size: int  # units per layer (per direction where a model reads both ways)
+    embedding_dim: int  # the token embedding's size
+    dropout: float  # between recurrent layers (and wherever the model says)
+
+    def _check_recurrent(self) -> None:
+        check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
+        check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
+        check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
+        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(RecurrentConfig):
     """Architecture of the recurrent language model (everything needed to rebuild it)."""
 
     vocab_size: int = 0  # set from the tokenizer, never by hand
@@ -68,12 +96,8 @@ class ModelConfig:
         for name in ("weight_drop", "input_dropout", "embedding_dropout"):
             value = getattr(self, name)
             check(0.0 <= value < 1.0, f"{name} must be in [0, 1), not {value}")
-        check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        self._check_recurrent()
         check(self.vocab_size >= 0, "vocab_size must be >= 0")
-        check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
-        check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
-        check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
-        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
         if self.tie_weights:
             check(
                 self.embedding_dim == self.hidden_size,
@@ -259,6 +283,24 @@ class SampleConfig:
             check(self.num_samples == 1, "num_samples does not apply to beam search (use num_return)")
         else:
             check(self.num_return == 1, "num_return applies to beam search only (use num_samples)")
+
+    # The controls that reshape a sampling distribution (and greedy, which replaces it): beam
+    # search ranks hypotheses by the model's own log-probabilities, so none applies to it.
+    SAMPLING_CONTROLS: ClassVar[tuple[str, ...]] = ("temperature", "top_k", "top_p", "min_p", "greedy")
+
+    @classmethod
+    def build(cls, spell: Any = str, **options: Any) -> SampleConfig:
+        """A config from options where None means "not given" (the ``sample`` command's
+        flags, a server request, keywords): a sampling control given with beam search is
+        refused in one ConfigError naming them as ``spell`` writes a field ("--top-k" on the
+        command line); the error's ``field`` is the first of them."""
+        if options.get("beam"):
+            given = [f for f in cls.SAMPLING_CONTROLS if options.get(f) not in (None, False)]
+            if given:
+                error = ConfigError(f"sampling options do not apply to beam search: {', '.join(map(spell, given))}")
+                error.field = given[0]
+                raise error
+        return cls(**{k: v for k, v in options.items() if v is not None})
 
     @property
     def max_tokens(self) -> int:

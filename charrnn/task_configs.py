@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .config import CELLS, check, is_int
+from .config import RecurrentConfig, check, is_int
 
 POOLS = ("last", "mean", "max", "attention")  # how a classifier pools the outputs over a sequence
 ATTENTIONS = ("none", "dot", "general", "additive")  # how a seq2seq decoder looks at the source
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(RecurrentConfig):
     """Architecture of the sequence classifier (everything needed to rebuild it)."""
 
     vocab_size: int = 0  # set from the tokenizer
@@ -30,23 +30,19 @@ class ClassifierConfig:
     pad_id: int = 0
 
     def __post_init__(self) -> None:
-        check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         check(self.pool in POOLS, f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
         for name in ("vocab_size", "num_labels", "layers", "hidden_size", "embedding_dim", "pad_id"):
             check(is_int(getattr(self, name)), f"{name} must be a whole number, not {getattr(self, name)!r}")
         check(self.vocab_size >= 0, f"vocab_size must be >= 0, not {self.vocab_size}")
         check(self.num_labels >= 0, f"num_labels must be >= 0, not {self.num_labels}")
-        check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
-        check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
-        check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
-        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
+        self._check_recurrent()  # after the whole-number checks: it compares sizes
         check(self.pad_id >= 0, f"pad_id must be >= 0, not {self.pad_id}")
         if self.vocab_size:
             check(self.pad_id < self.vocab_size, f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}")
 
 
 @dataclass(frozen=True)
-class TaggerConfig:
+class TaggerConfig(RecurrentConfig):
     """Architecture of the sequence tagger (everything needed to rebuild it).
 
     Word ids: the word vocabulary's (0 is the unknown word) plus padding, the last id.
@@ -67,21 +63,17 @@ class TaggerConfig:
     crf: bool = False
 
     def __post_init__(self) -> None:
-        check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         for name in ("word_vocab_size", "char_vocab_size", "num_tags", "layers", "hidden_size", "embedding_dim",
                      "char_embedding_dim", "char_hidden_size"):
             check(is_int(getattr(self, name)), f"{name} must be a whole number, not {getattr(self, name)!r}")
         check(self.word_vocab_size == 0 or self.word_vocab_size >= 2, "word_vocab_size must be >= 2 (words and padding)")
         check(self.char_vocab_size == 0 or self.char_vocab_size >= 2, "char_vocab_size must be >= 2 (characters and padding)")
         check(self.num_tags >= 0, f"num_tags must be >= 0, not {self.num_tags}")
-        check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
-        check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
-        check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
+        self._check_recurrent()  # after the whole-number checks: it compares sizes
         check(1 <= self.char_embedding_dim <= 65536,
                f"char_embedding_dim must be between 1 and 65536, not {self.char_embedding_dim}")
         check(0 <= self.char_hidden_size <= 65536,
                f"char_hidden_size must be between 0 and 65536, not {self.char_hidden_size}")
-        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
 
     @property
     def word_pad_id(self) -> int:
@@ -93,7 +85,7 @@ class TaggerConfig:
 
 
 @dataclass(frozen=True)
-class Seq2SeqConfig:
+class Seq2SeqConfig(RecurrentConfig):
     """Architecture of the encoder-decoder (everything needed to rebuild it).
 
     Vocabularies are the tokenizers' plus ids of their own: the source adds padding (its
@@ -115,16 +107,12 @@ class Seq2SeqConfig:
     ABSENT: ClassVar[dict[str, Any]] = {"attention": "general"}
 
     def __post_init__(self) -> None:
-        check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         check(self.attention in ATTENTIONS, f"attention must be one of {', '.join(ATTENTIONS)}, not {self.attention!r}")
         for name in ("src_vocab_size", "tgt_vocab_size", "layers", "hidden_size", "embedding_dim"):
             check(is_int(getattr(self, name)), f"{name} must be a whole number, not {getattr(self, name)!r}")
         check(self.src_vocab_size == 0 or self.src_vocab_size >= 2, "src_vocab_size must be >= 2 (tokens and padding)")
         check(self.tgt_vocab_size == 0 or self.tgt_vocab_size >= 4, "tgt_vocab_size must be >= 4 (tokens, padding, SOS, EOS)")
-        check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
-        check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
-        check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
-        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
+        self._check_recurrent()  # after the whole-number checks: it compares sizes
         check(not (self.attention == "dot" and self.bidirectional),
                "dot attention compares decoder and encoder states of one size: use it with --no-bidirectional, "
                "or take general or additive attention")
@@ -149,7 +137,7 @@ class Seq2SeqConfig:
 
 
 @dataclass(frozen=True)
-class ConditionalConfig:
+class ConditionalConfig(RecurrentConfig):
     """Architecture of the label-conditioned generator (everything needed to rebuild it).
 
     The vocabulary is the tokenizer's plus padding, SOS and EOS (its last three ids, in
@@ -172,16 +160,12 @@ class ConditionalConfig:
     tie_weights: bool = False  # the output layer shares the token embedding (needs embedding_dim == hidden_size)
 
     def __post_init__(self) -> None:
-        check(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         for name in ("vocab_size", "num_labels", "layers", "hidden_size", "embedding_dim", "label_dim"):
             check(is_int(getattr(self, name)), f"{name} must be a whole number, not {getattr(self, name)!r}")
         check(self.vocab_size == 0 or self.vocab_size >= 4, "vocab_size must be >= 4 (tokens, padding, SOS, EOS)")
         check(self.num_labels >= 0, f"num_labels must be >= 0, not {self.num_labels}")
-        check(1 <= self.layers <= 64, f"layers must be between 1 and 64, not {self.layers}")
-        check(1 <= self.hidden_size <= 65536, f"hidden_size must be between 1 and 65536, not {self.hidden_size}")
-        check(1 <= self.embedding_dim <= 65536, f"embedding_dim must be between 1 and 65536, not {self.embedding_dim}")
+        self._check_recurrent()  # after the whole-number checks: it compares sizes
         check(1 <= self.label_dim <= 65536, f"label_dim must be between 1 and 65536, not {self.label_dim}")
-        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}")
         check(not self.tie_weights or self.embedding_dim == self.hidden_size,
                f"tie_weights needs embedding_dim == hidden_size ({self.embedding_dim} != {self.hidden_size})")
 

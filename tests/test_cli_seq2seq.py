@@ -358,7 +358,7 @@ def _train(tmp_path, name, *opts, steps=5):
 
 
 def test_default_length_is_whole_epochs_of_at_least_the_minimum_steps():
-    from charrnn.cli.train_seq2seq import DEFAULT_EPOCHS, MIN_DEFAULT_STEPS, default_length
+    from charrnn.tasks.specs.seq2seq import DEFAULT_EPOCHS, MIN_DEFAULT_STEPS, default_length
     from charrnn.config import TrainConfig
 
     # 8,000 pairs at batch 64: 125 batches an epoch, 20 epochs are 2,500 steps.
@@ -370,7 +370,7 @@ def test_default_length_is_whole_epochs_of_at_least_the_minimum_steps():
 
 
 def test_no_limit_trains_at_least_the_minimum_steps_and_a_given_limit_wins(tmp_path, monkeypatch):
-    import charrnn.cli.train_seq2seq as t
+    import charrnn.tasks.specs.seq2seq as t
 
     monkeypatch.setattr(t, "MIN_DEFAULT_STEPS", 100)  # small, to keep the test quick
     sources, dev = reverse_task(12, 4, seed=5)

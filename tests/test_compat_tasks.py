@@ -54,11 +54,29 @@ def assert_same(got, want, where: str = "outputs") -> None:
         assert got == want and type(got) is type(want), f"{where}: {got!r} != {want!r}"
 
 
+class As010:
+    """The model through 0.1.0's API where it has changed since: an encoder-decoder's
+    ``perplexity`` gave a tuple (loss, tokens) and now gives an EvalResult, as the
+    conditioned generator's does (one API surface); the figures are the same."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def perplexity(self, sources, targets):
+        result = self.model.perplexity(sources, targets)
+        return result.loss, result.tokens
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_an_old_checkpoint_gives_the_outputs_it_gave(task):
     path = HERE / f"{task}.safetensors"
     assert load_checkpoint(path).task == task
     model = charrnn.load(path, device="cpu")
+    if task == "seq2seq":
+        model = As010(model)
     assert_same(make.as_json(make.record(task, model)), EXPECTED[task]["outputs"], task)
 
 

@@ -157,7 +157,7 @@ def test_training_on_a_compressed_copy_takes_the_same_first_steps(tmp_path, caps
 
 
 def test_the_default_run_directory_drops_the_compression_suffix():
-    from charrnn.cli.train_setup import default_out
+    from charrnn.training.run import default_out
 
     assert default_out(None, ["data/corpus.txt.gz"]) == Path("checkpoints") / "corpus"
     assert default_out(None, ["data/corpus.txt"]) == Path("checkpoints") / "corpus"

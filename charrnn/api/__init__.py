@@ -25,27 +25,21 @@ from __future__ import annotations
 import os
 
 from ..checkpoint import load_checkpoint
+from ..tasks.registry import get_task
+from .base import Model
 from .classify import Classifier
 from .conditional import ConditionalModel
 from .lm import LanguageModel
 from .seq2seq import Seq2SeqModel, load_ensemble
 from .tag import SequenceTagger
 
-__all__ = ["Classifier", "ConditionalModel", "LanguageModel", "Seq2SeqModel", "SequenceTagger", "load", "load_ensemble"]
+__all__ = ["Classifier", "ConditionalModel", "LanguageModel", "Model", "Seq2SeqModel", "SequenceTagger", "load",
+           "load_ensemble"]
 
 
-def load(path: str | os.PathLike, device: str = "auto", latest: bool = False
-         ) -> LanguageModel | Classifier | Seq2SeqModel | SequenceTagger | ConditionalModel:
-    """Load a run directory (its best checkpoint, or latest) or a checkpoint file: a
-    ``LanguageModel``, ``Classifier``, ``Seq2SeqModel``, ``SequenceTagger`` or
-    ``ConditionalModel``, by the task that trained it."""
+def load(path: str | os.PathLike, device: str = "auto", latest: bool = False) -> Model:
+    """Load a run directory (its best checkpoint, or latest) or a checkpoint file as the API
+    class its task declares: a ``LanguageModel``, ``Classifier``, ``Seq2SeqModel``,
+    ``SequenceTagger``, ``ConditionalModel``, or a registered task's own."""
     ck = load_checkpoint(path, latest=latest)
-    if ck.task == "classify":
-        return Classifier(ck, device=device)
-    if ck.task == "seq2seq":
-        return Seq2SeqModel(ck, device=device)
-    if ck.task == "conditional":
-        return ConditionalModel(ck, device=device)
-    if ck.task == "tag":
-        return SequenceTagger(ck, device=device)
-    return LanguageModel(ck, device=device)
+    return get_task(ck.task).load("api")(ck, device=device)

@@ -8,19 +8,19 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..errors import CheckpointError, ConfigError, CorpusError
-from ..runtime import resolve_device
 from ..tasks.classify import classify_ids, encode_texts
 from ..tasks.metrics import ClassificationReport, report
+from ..tasks.specs import state_of
+from ..tasks.specs.classify import ClassifyState
+from .base import Model
 
 
-class Classifier:
+class Classifier(Model):
     """A trained sequence classifier with its tokenizer and labels."""
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
-        self.checkpoint = checkpoint
-        self.device = resolve_device(device)
-        self.tokenizer = checkpoint.tokenizer
-        self.labels: list[str] = list((checkpoint.task_state or {}).get("labels", []))
+        super().__init__(checkpoint, device)
+        self.labels: list[str] = list(state_of(ClassifyState, checkpoint).labels)
         self.model = checkpoint.build_model(self.device)
         if len(self.labels) != self.model.config.num_labels:
             raise CheckpointError(f"{checkpoint.path}: the label list does not match the model")
@@ -57,5 +57,10 @@ class Classifier:
         predicted = self.probabilities(texts).argmax(dim=-1).tolist()
         return report([index[g] for g in gold], predicted, self.labels)
 
-    def info(self) -> dict[str, Any]:
-        return self.checkpoint.summary()
+    def prediction_record(self, result: list[tuple[str, float]]) -> dict[str, Any]:
+        return {"label": result[0][0], "probability": result[0][1],
+                "top": [{"label": lab, "probability": p} for lab, p in result]}
+
+    def prediction_text(self, result: list[tuple[str, float]]) -> str:
+        """The label; with several (top_k), each followed by its probability, tab-separated."""
+        return "\t".join(lab if len(result) == 1 else f"{lab}\t{p:.4f}" for lab, p in result)

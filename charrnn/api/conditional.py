@@ -8,11 +8,13 @@ from ..checkpoint import Checkpoint
 from ..config import SampleConfig
 from ..decoding import Generation
 from ..errors import CheckpointError, ConfigError, CorpusError
-from ..runtime import resolve_device
 from ..tasks.perplexity import EvalResult
+from ..tasks.specs import state_of
+from ..tasks.specs.conditional import ConditionalState
+from .base import Model
 
 
-class ConditionalModel:
+class ConditionalModel(Model):
     """A trained label-conditioned generator with its tokenizer and labels.
 
         names = charrnn.load("checkpoints/surnames")
@@ -20,16 +22,17 @@ class ConditionalModel:
         names.perplexity(["Ivanov"], ["Russian"]).bpc
     """
 
+    generates = True
+    conditioned = True
+
     def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
-        self.checkpoint = checkpoint
-        self.device = resolve_device(device)
-        self.tokenizer = checkpoint.tokenizer
-        state = checkpoint.task_state or {}
-        self.labels: list[str] = list(state.get("labels", []))
+        super().__init__(checkpoint, device)
+        state = state_of(ConditionalState, checkpoint)
+        self.labels: list[str] = list(state.labels)
         self.model = checkpoint.build_model(self.device)
         if len(self.labels) != self.model.config.num_labels:
             raise CheckpointError(f"{checkpoint.path}: the label list does not match the model")
-        self.longest = int(state.get("longest", 50))
+        self.longest = int(state.longest)
         hashes = checkpoint.task_tensors.get("train_hashes")
         self._known: set[int] | None = None if hashes is None else set(hashes.tolist())
 
@@ -49,7 +52,10 @@ class ConditionalModel:
 
         return self.tokenizer.encode(as_example_text(self.tokenizer.kind, prime)).tolist() if prime else []
 
-    def count_unknown(self, text: str) -> int:
+    def token_count(self, text: str) -> int:
+        return len(self._prime_ids(text))
+
+    def unknown_in(self, text: str) -> int:
         unk = self.tokenizer.unk_id
         return 0 if unk is None or not text else self._prime_ids(text).count(unk)
 

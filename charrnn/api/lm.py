@@ -9,26 +9,24 @@ from ..checkpoint import Checkpoint
 from ..config import SampleConfig
 from ..decoding import Generation, beam_search, iter_sample, sample
 from ..errors import ConfigError
-from ..runtime import resolve_device, resolve_precision
+from ..runtime import resolve_precision
 from ..tasks.dynamic import DynamicConfig, dynamic_evaluate
 from ..tasks.perplexity import EvalResult, evaluate, scored_chars
+from .base import Model
 
 
-class LanguageModel:
-    """A trained model with its tokenizer, ready for generation and evaluation."""
+class LanguageModel(Model):
+    """A trained model with its tokenizer, ready for generation and evaluation. Its
+    ``count_unknown`` counts the characters its tokenizer maps to the unknown id (always 0
+    for the subword kinds, which spell unseen characters as bytes)."""
+
+    generates = True
+    stepped = True
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
-        self.checkpoint = checkpoint
-        self.device = resolve_device(device)
-        self.tokenizer = checkpoint.tokenizer
+        super().__init__(checkpoint, device)
         self.model = checkpoint.build_model(self.device)
         self.last: list[Generation] | None = None  # what the last stream() produced
-
-    def count_unknown(self, text: str) -> int:
-        """How many characters of ``text`` the tokenizer maps to its unknown id (always 0
-        for the subword kinds, which spell unseen characters as bytes)."""
-        unk = self.tokenizer.unk_id
-        return 0 if unk is None else int((self.tokenizer.encode(text) == unk).sum())
 
     def _ids(self, prime: str):
         tok = self.tokenizer
@@ -92,7 +90,3 @@ class LanguageModel:
         ids = tok.encode(text)
         return dynamic_evaluate(self.model, ids, config or DynamicConfig(), unk_id=tok.unk_id,
                                 chars=scored_chars(tok, text, ids), streams=streams, progress=progress)
-
-    def info(self) -> dict[str, Any]:
-        """Configs, parameter count, step and training metrics of the checkpoint."""
-        return self.checkpoint.summary()

@@ -11,39 +11,42 @@ from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import SampleConfig
 from ..decoding import Generation
 from ..errors import CheckpointError, ConfigError
-from ..runtime import resolve_device
 from ..tasks.seq2seq import (decoder_target, encode_side, output_text, reading_order, sequence_logprobs,
                              teacher_forced_nll)
+from ..tasks.perplexity import EvalResult
 from ..tasks.seq2seq_metrics import Seq2SeqReport, seq2seq_report
+from ..tasks.specs import state_of
+from ..tasks.specs.seq2seq import Seq2SeqState
+from ..tasks.registry import get_task
+from .base import Model
 
 
-class Seq2SeqModel:
+class Seq2SeqModel(Model):
     """A trained encoder-decoder with its source and target tokenizers."""
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto", ensemble: list[Checkpoint] = ()):
         """``ensemble``: more checkpoints with the same tokenizers (e.g. runs with other
         seeds); decoding then averages the probabilities of all the models."""
-        self.checkpoint = checkpoint
-        self.device = resolve_device(device)
-        self.tokenizer = checkpoint.tokenizer  # a PairTokenizer: .source, .target
-        self.source, self.target = self.tokenizer.source, self.tokenizer.target
+        super().__init__(checkpoint, device)
+        self.source, self.target = self.tokenizer.source, self.tokenizer.target  # a PairTokenizer's sides
         self.model = checkpoint.build_model(self.device)
         self.models = [self.model]
-        ratios = [float((checkpoint.task_state or {}).get("length_ratio", 2.0))]
+        state = state_of(Seq2SeqState, checkpoint)
+        ratios = [_ratio(state)]
         # A right-to-left model (--reverse-target) writes its outputs last token first.
-        self.reverse = bool((checkpoint.task_state or {}).get("reverse_target", False))
+        self.reverse = state.reverse_target
         for other in ensemble:
-            if other.task != "seq2seq":
+            if other.task != checkpoint.task:
                 raise CheckpointError(f"{other.path}: a {other.task} run cannot join an encoder-decoder ensemble")
             if not _same_tokenizer(other.tokenizer, self.tokenizer):
                 raise CheckpointError(f"{other.path}: its tokenizers differ from those of {checkpoint.path}: an "
                                       f"ensemble needs runs on the same data with the same tokenizer options")
-            if bool((other.task_state or {}).get("reverse_target", False)) != self.reverse:
+            if state_of(Seq2SeqState, other).reverse_target != self.reverse:
                 raise CheckpointError(f"{other.path}: it writes its outputs in the other direction than "
                                       f"{checkpoint.path} (--reverse-target): an ensemble decodes in one direction "
                                       f"(use the other as --rescore)")
             self.models.append(other.build_model(self.device))
-            ratios.append(float((other.task_state or {}).get("length_ratio", 2.0)))
+            ratios.append(_ratio(state_of(Seq2SeqState, other)))
         self.length_ratio = max(ratios)
 
     def encode(self, sources: list[str]) -> list[list[int]]:
@@ -51,10 +54,10 @@ class Seq2SeqModel:
         pad = self.model.config.src_pad_id
         return [ids if ids else [pad] for ids in encode_side(self.source, sources)]
 
-    def count_unknown(self, sources: list[str]) -> int:
+    def unknown_in(self, source: str) -> int:
         """Source tokens the source tokenizer does not know (read as its unknown id)."""
         unk = self.source.unk_id
-        return 0 if unk is None else sum(ids.count(unk) for ids in encode_side(self.source, sources))
+        return 0 if unk is None else sum(ids.count(unk) for ids in encode_side(self.source, [source]))
 
     def limit(self, source_len: int) -> int:
         """The most output tokens for a source of ``source_len`` tokens."""
@@ -139,14 +142,14 @@ class Seq2SeqModel:
         symbols = str.split if self.target.kind in ("space", "word") else list
         return seq2seq_report([o[0][0] for o in outs], references, symbols)
 
-    def perplexity(self, sources: list[str], targets: list[str]) -> tuple[float, int]:
-        """Teacher-forced mean loss (nats per target token, EOS included) of ``targets``
-        given ``sources``, and the number of tokens scored."""
+    def perplexity(self, sources: list[str], targets: list[str]) -> EvalResult:
+        """Teacher-forced loss (nats per target token, EOS included), perplexity and bits per
+        character (a target's characters and one for its end) of ``targets`` given ``sources``."""
         c = self.model.config
         src = self.encode(sources)
         tgt = [decoder_target(ids, c, self.reverse) for ids in encode_side(self.target, targets)]
         total, count = teacher_forced_nll(self.model, src, tgt, self.device)
-        return total / max(count, 1), count
+        return EvalResult(total, count, sum(len(t) + 1 for t in targets), 0)
 
     def score(self, sources: list[str], targets: list[str], batch_size: int = 256) -> list[float]:
         """The log-probability (natural log, EOS included) of each target given its source,
@@ -183,8 +186,17 @@ class Seq2SeqModel:
             ranked[i].append((text, mixed / max(length, 1) ** length_penalty))
         return [sorted(r, key=lambda t: t[1], reverse=True)[:n_best] for r in ranked]
 
-    def info(self) -> dict[str, Any]:
-        return self.checkpoint.summary()
+    def prediction_record(self, result: list[tuple[str, float]]) -> dict[str, Any]:
+        return {"output": result[0][0], "score": result[0][1],
+                "n_best": [{"output": o, "score": s} for o, s in result]}
+
+    def prediction_text(self, result: list[tuple[str, float]]) -> str:
+        """The output; with several (n_best), one per line, each followed by its score."""
+        return result[0][0] if len(result) == 1 else "\n".join(f"{o}\t{s:.4f}" for o, s in result)
+
+
+def _ratio(state: Seq2SeqState) -> float:
+    return float(state.length_ratio) if state.length_ratio is not None else 2.0
 
 
 def _same_tokenizer(a, b) -> bool:
@@ -199,6 +211,6 @@ def load_ensemble(paths: list[str | os.PathLike], device: str = "auto", latest: 
     if not paths:
         raise ConfigError("an ensemble needs at least one run")
     cks = [load_checkpoint(p, latest=latest) for p in paths]
-    if cks[0].task != "seq2seq":
+    if not issubclass(get_task(cks[0].task).load("api"), Seq2SeqModel):
         raise CheckpointError(f"{cks[0].path}: ensembles are for encoder-decoders (seq2seq), not a {cks[0].task} run")
     return Seq2SeqModel(cks[0], device=device, ensemble=cks[1:])

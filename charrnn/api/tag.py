@@ -6,18 +6,22 @@ from typing import Any
 
 from ..checkpoint import Checkpoint
 from ..errors import CheckpointError, CorpusError
-from ..runtime import resolve_device
 from ..tasks.tag_metrics import TagReport
+from ..tasks.specs import state_of
+from ..tasks.specs.tag import TagState
+from .base import Model
 
 
-class SequenceTagger:
+class SequenceTagger(Model):
     """A trained tagger with its words, characters and tags."""
+
+    takes_tokens = True
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
         from ..tasks.tag import TagVocab
 
-        self.checkpoint = checkpoint
-        self.device = resolve_device(device)
+        super().__init__(checkpoint, device)
+        self.tag_column = state_of(TagState, checkpoint).tag_column  # the column it was trained on
         try:
             self.vocab = TagVocab.from_state(checkpoint.task_state or {}, checkpoint.tokenizer)
         except CorpusError as e:
@@ -55,5 +59,12 @@ class SequenceTagger:
         predicted = [[t for t, _ in sent] for sent in self.predict(tokens, batch_size)]
         return tag_report(gold, predicted, [self.unseen(s) for s in tokens], self.tags)
 
-    def info(self) -> dict[str, Any]:
-        return self.checkpoint.summary()
+    def unknown_in(self, text: str) -> int:
+        """Words of ``text`` (split at whitespace) never seen in training."""
+        return sum(self.unseen(text.split()))
+
+    def prediction_record(self, result: list[tuple[str, float]]) -> dict[str, Any]:
+        return {"tags": [t for t, _ in result], "probabilities": [p for _, p in result]}
+
+    def prediction_text(self, result: list[tuple[str, float]]) -> str:
+        return " ".join(t for t, _ in result)

@@ -6,15 +6,14 @@ import json
 import math
 import os
 import sys
-from enum import Enum
+from enum import Enum, EnumMeta
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ..config import DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
+from ..config import CELLS, DEFAULT_VOCAB_SIZE, ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharrnnError, ConfigError
-from ..task_configs import ClassifierConfig, Seq2SeqConfig, TaggerConfig
 from .app import err
 from .completion import complete_checkpoint
 
@@ -23,61 +22,35 @@ try:  # typer >= 0.22 carries its own copy of click
 except ImportError:  # older typer runs on click itself
     from click.core import ParameterSource  # type: ignore[no-redef]
 
-_M, _T, _S, _C, _Q = ModelConfig(), TrainConfig(), SampleConfig(), ClassifierConfig(), Seq2SeqConfig()
-_G = TaggerConfig()
+_M, _T, _S = ModelConfig(), TrainConfig(), SampleConfig()
 
 
-class Cell(str, Enum):
+class _RegisteredCells(EnumMeta):
+    """Iterates over every name in config.CELLS: typer reads an option's choices by
+    iterating its enum when the command is built, so ``--cell`` takes a cell registered
+    with models.cells.register_cell before the command runs, besides the built-in three."""
+
+    def __iter__(cls):
+        return iter([cls(name) for name in CELLS])
+
+    def __len__(cls) -> int:
+        return len(CELLS)
+
+
+class Cell(str, Enum, metaclass=_RegisteredCells):
     lstm = "lstm"
     gru = "gru"
     rnn = "rnn"
 
-
-class TaskKind(str, Enum):
-    lm = "lm"
-    classify = "classify"
-    seq2seq = "seq2seq"
-    tag = "tag"
-    conditional = "conditional"
-
-
-class Attention(str, Enum):
-    none = "none"
-    dot = "dot"
-    general = "general"
-    additive = "additive"
-
-
-class SideTokenizer(str, Enum):
-    """Tokenizer kinds of a seq2seq side: the language model's, and space-separated symbols."""
-
-    char = "char"
-    space = "space"
-    bpe = "bpe"
-    unigram = "unigram"
-    word = "word"
-
-
-class NormalForm(str, Enum):
-    """Unicode normalization of seq2seq sources (none: the text as it is)."""
-
-    none = "none"
-    nfc = "nfc"
-    nfd = "nfd"
-    nfkc = "nfkc"
-    nfkd = "nfkd"
-
-
-class Pool(str, Enum):
-    last = "last"
-    mean = "mean"
-    max = "max"
-    attention = "attention"
-
-
-class ClassWeights(str, Enum):
-    none = "none"
-    balanced = "balanced"
+    @classmethod
+    def _missing_(cls, value):
+        """A registered cell's member, made on first use (how an Enum admits a value it
+        was not created with); None, so a ValueError, for a name that is no cell."""
+        if value not in CELLS:
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)
 
 
 class Device(str, Enum):
@@ -254,6 +227,6 @@ def load_model(checkpoint, ensemble, device: str, latest: bool):
 def set_threads(threads: int | None) -> None:
     """Give torch this many CPU threads (--threads); None leaves its choice."""
     if threads:
-        import torch
+        from ..runtime import set_threads as set_torch_threads
 
-        torch.set_num_threads(threads)
+        set_torch_threads(threads)

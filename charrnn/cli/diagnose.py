@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..config import CELLS
 from ..errors import ConfigError
 from .app import app, err
 from .common import Device, DeviceOpt, JsonOpt, LatestOpt, explicit, flag, print_json, require_language_model, warn
@@ -26,8 +27,28 @@ diagnose_app = typer.Typer(
 )
 app.add_typer(diagnose_app, name="diagnose")
 
-CELL_NAMES = ("rnn", "lstm", "gru")
-CELL_COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}  # the same in every picture
+# The built-in cells in the pictures' order (simplest first); a cell added with
+# models.cells.register_cell comes after them.
+_ORDER = ("rnn", "lstm", "gru")
+
+
+def cell_names() -> list[str]:
+    """Every cell of the table (config.CELLS holds their names), in the pictures' order."""
+    return sorted(CELLS, key=lambda c: _ORDER.index(c) if c in _ORDER else len(_ORDER))
+
+
+class _Colours(dict):
+    """The colour of each cell, the same in every picture: the built-in ones fixed, a
+    registered one the next spare colour by its place in the table."""
+
+    SPARE = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+    def __missing__(self, cell: str) -> str:
+        extra = [c for c in CELLS if c not in self]
+        return self.SPARE[extra.index(cell) % len(self.SPARE)] if cell in extra else "tab:gray"
+
+
+CELL_COLOURS = _Colours(rnn="tab:blue", lstm="tab:orange", gru="tab:green")
 
 
 class Optimizer(str, Enum):
@@ -53,10 +74,11 @@ ThreadsOpt = Annotated[int, typer.Option(min=1, help="CPU threads for torch. The
 
 def parse_cells(value: str) -> list[str]:
     cells = [c.strip().lower() for c in value.split(",") if c.strip()]
-    bad = [c for c in cells if c not in CELL_NAMES]
+    names = cell_names()
+    bad = [c for c in cells if c not in names]
     if bad or not cells:
         raise typer.BadParameter(f"{bad[0] if bad else value!r}: not a cell; give a comma-separated list of "
-                                 f"{', '.join(CELL_NAMES)}", param_hint="'--cells'")
+                                 f"{', '.join(names)}", param_hint="'--cells'")
     return list(dict.fromkeys(cells))
 
 

@@ -58,9 +58,7 @@ def perplexity(
     if _is_seq2seq(lm):
         _seq2seq_perplexity(lm, file, json_out)
         return
-    from ..api import ConditionalModel
-
-    if isinstance(lm, ConditionalModel):
+    if lm.conditioned:
         _conditional_perplexity(lm, file, json_out)
         return
     require_language_model(lm, checkpoint, "'charrnn eval accuracy' measures it")
@@ -120,11 +118,11 @@ def accuracy(
     tagger on CoNLL data, token, unseen-token and sentence accuracy, per-tag scores and,
     for BIO/IOB tags, span precision, recall and F1."""
     set_threads(threads)
-    from ..api import Classifier, ConditionalModel, SequenceTagger
+    from ..api import Classifier, LanguageModel, SequenceTagger
     from ..text.labelled import read_labelled
 
     model = load_model(checkpoint, ensemble, device.value, latest)
-    if isinstance(model, ConditionalModel):
+    if model.conditioned:
         raise CharrnnError(f"{checkpoint}: a generator conditioned on labels, not a classifier: 'charrnn eval "
                            f"perplexity' scores labelled examples under their labels")
     if rescore and not _is_seq2seq(model):
@@ -146,8 +144,11 @@ def accuracy(
         return
     if beam or length_penalty != 1.0:
         raise CharrnnError("--beam and --length-penalty are for encoder-decoders (seq2seq)")
-    if not isinstance(model, Classifier):
+    if isinstance(model, LanguageModel):
         raise CharrnnError(f"{checkpoint}: a language model, not a classifier: 'charrnn eval perplexity' measures it")
+    if not isinstance(model, Classifier):  # a task of another package reads its own labelled files
+        _report(model.evaluate_file(file, text_column=text_column, label_column=label_column), json_out)
+        return
     examples = read_labelled(file, text_column, label_column)
     t = time.perf_counter()
     try:
@@ -173,6 +174,14 @@ def accuracy(
     for label, row in zip(rep.labels, rep.confusion):
         conf.add_row(label, *(f"{n:,}" for n in row))
     console.print(conf)
+
+
+def _report(rep, json_out: bool) -> None:
+    """A report as every task's has it: ``as_dict()`` for --json, ``rows()`` of figures."""
+    if json_out:
+        print_json(rep.as_dict())
+        return
+    Console(soft_wrap=True).print(figures(rep.rows()))
 
 
 def _is_seq2seq(model) -> bool:
@@ -244,7 +253,8 @@ def _seq2seq_perplexity(model, file: str, json_out: bool) -> None:
     from ..text.pairs import read_pairs
 
     pairs = read_pairs(file)
-    loss, tokens = model.perplexity([p.source for p in pairs], [p.target for p in pairs])
+    scored = model.perplexity([p.source for p in pairs], [p.target for p in pairs])
+    loss, tokens = (scored.loss if scored.tokens else 0.0), scored.tokens
     result = {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens, "pairs": len(pairs)}
     if json_out:
         print_json(result)
@@ -261,7 +271,7 @@ def _seq2seq_perplexity(model, file: str, json_out: bool) -> None:
 def _tag_accuracy(model, file: str, tag_column: str | None, json_out: bool) -> None:
     from ..text.tagged import read_tagged
 
-    column = tag_column or (model.checkpoint.task_state or {}).get("tag_column")
+    column = tag_column or model.tag_column
     sentences = read_tagged(file, column)
     t = time.perf_counter()
     rep = model.evaluate([s.tokens for s in sentences], [s.tags for s in sentences])

@@ -20,8 +20,6 @@ HELP = (
     "model.source.spm.model and model.target.spm.model for an encoder-decoder).\n\n"
     "Needs pip install 'charrnn\\[onnx]'."
 )
-TASKS = {"lm": "language model", "classifier": "classifier", "tagger": "tagger", "seq2seq": "encoder-decoder",
-         "conditional": "conditioned generator"}
 
 
 @app.command(no_args_is_help=True, help=HELP)
@@ -33,6 +31,7 @@ def export(
     json_out: JsonOpt = False,
 ) -> None:
     from ..export import export_checkpoint, require_onnx
+    from ..tasks.registry import get_task
 
     require_onnx()  # before loading anything: the one line that says what to install
     if output is None:
@@ -44,7 +43,7 @@ def export(
         return
     checked = ("checked by onnxruntime: largest difference from PyTorch "
                f"{result.max_diff:.1e}" if result.max_diff is not None else "not checked")
-    err.print(f"charrnn: exported the {TASKS.get(result.kind, result.kind)} as {len(result.graphs)} graph"
+    err.print(f"charrnn: exported the {get_task(result.task).title} as {len(result.graphs)} graph"
               f"{'s' if len(result.graphs) > 1 else ''} ({checked})", markup=False, highlight=False)
     for path in result.files:
         typer.echo(str(path))

@@ -78,7 +78,7 @@ def neurons(
     if layer > cfg.layers:
         raise CharrnnError(f"--layer {layer}: the model has {cfg.layers} recurrent layer(s) (1 to {cfg.layers})")
     kind_name = default_kind(cfg.cell) if kind is None else kind.value
-    if kind_name == "c" and cfg.cell != "lstm":
+    if kind_name == "c" and default_kind(cfg.cell) != "c":
         raise CharrnnError(f"--kind c: a {cfg.cell.upper()} has no cell state; its units are its outputs (--kind h)")
     chosen = _parse_units(units, cfg.hidden_size)
     names = list(FEATURES) if features is None else [f.strip() for f in features.split(",") if f.strip()]

@@ -93,9 +93,7 @@ def predict(
     from ..api import Classifier, Seq2SeqModel, SequenceTagger
 
     model = load_model(checkpoint, ensemble, device.value, latest)
-    from ..api import ConditionalModel
-
-    if isinstance(model, ConditionalModel):
+    if model.conditioned:
         raise CharrnnError(f"{checkpoint}: a label-conditioned generator: 'charrnn sample {checkpoint} --label LABEL' "
                            f"generates sequences of a label with it")
     if rescore and not isinstance(model, Seq2SeqModel):
@@ -127,19 +125,20 @@ def predict(
         _predict_seq2seq(model, file, replace_invalid, batch_size, json_out,
                          dict(beam=beam, n_best=n_best, length_penalty=length_penalty, **options, **more))
         return
-    if not isinstance(model, Classifier):
+    if model.generates:
         raise CharrnnError(f"{checkpoint}: a language model, not a classifier: 'charrnn sample' generates text "
                            f"from it")
+    options = {"top_k": top_k} if isinstance(model, Classifier) else {}  # another package's task: its defaults
     size = 1 if file == "-" and sys.stdin is not None and sys.stdin.isatty() else batch_size
     out = sys.stdout
+    own = model.read_inputs(file) if file != "-" else None  # a task that reads its own file layout
     try:
-        for chunk in _chunks(_lines(file, replace_invalid, text_column), size):
-            for text, best in zip(chunk, model.predict(chunk, top_k=top_k, batch_size=size)):
+        for chunk in _chunks(own if own is not None else _lines(file, replace_invalid, text_column), size):
+            for text, best in zip(chunk, model.predict(chunk, batch_size=size, **options)):
                 if json_out:
-                    print_json({"text": text, "label": best[0][0], "probability": best[0][1],
-                                "top": [{"label": lab, "probability": p} for lab, p in best]})
+                    print_json({"text": text, **model.prediction_record(best)})
                     continue
-                out.write("\t".join(lab if top_k == 1 else f"{lab}\t{p:.4f}" for lab, p in best) + "\n")
+                out.write(model.prediction_text(best) + "\n")
             out.flush()
     except BrokenPipeError:
         quiet_stdout()
@@ -187,7 +186,7 @@ def _predict_tags(model, file: str, replace_invalid: bool, batch_size: int, json
         stream, name = open_binary(file), file
     interactive = file == "-" and sys.stdin.isatty()
     size = 1 if interactive else batch_size
-    column = tag_column or (model.checkpoint.task_state or {}).get("tag_column")
+    column = tag_column or model.tag_column
     lines = iter(stream)
     first = next(lines, b"")
     lines = itertools.chain([first], lines) if first else iter(())

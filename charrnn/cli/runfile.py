@@ -44,8 +44,6 @@ from __future__ import annotations
 import difflib
 import enum
 import inspect
-import json
-import math
 import os
 import sys
 import types
@@ -57,6 +55,7 @@ import typer
 from .. import __version__
 from ..errors import CharrnnError, ConfigError
 from ..files import LATEST, atomic_write
+from ..training.runfile import toml_value
 from .completion import RUN_FILE
 
 if sys.version_info >= (3, 11):
@@ -237,21 +236,9 @@ def on_resume(ctx: typer.Context, param: typer.CallbackParam, value: bool) -> bo
 
 def _toml(value: Any) -> str:
     """A TOML value: true/false, integers, floats, strings, lists of these."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)  # shortest repr that reads back as the same float; '1e-05' is TOML too
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are all TOML basic-string escapes
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(f"no TOML form for {type(value).__name__}")
+    if not isinstance(value, (bool, int, float, str, list, tuple)):
+        raise TypeError(f"no TOML form for {type(value).__name__}")
+    return toml_value(value)
 
 
 def dumps(values: dict[str, Any], command, where: Path | str = RUN_FILE) -> str:
@@ -272,22 +259,13 @@ def dumps(values: dict[str, Any], command, where: Path | str = RUN_FILE) -> str:
     return "\n".join(lines) + "\n"
 
 
-def not_for(task: str) -> set[str]:
-    """The options ``task`` refuses (the lists each task's command module declares)."""
-    from .train_classify import CLASSIFY_ONLY
-    from .train_conditional import CONDITIONAL_ONLY, NOT_CONDITIONAL
-    from .train_seq2seq import NOT_SEQ2SEQ, SEQ2SEQ_ONLY
-    from .train_setup import LM_ONLY
-    from .train_tag import NOT_TAG, TAG_ONLY
+def not_for(task: str, names) -> set[str]:
+    """The options among ``names`` (parameter names of the command) that ``task`` refuses."""
+    from ..tasks.registry import get_task
+    from .train import NOT_OPTIONS
 
-    others = set(SEQ2SEQ_ONLY) | set(TAG_ONLY) | set(CONDITIONAL_ONLY)
-    return {
-        "lm": set(CLASSIFY_ONLY) | others,
-        "classify": {"tie_weights"} | others | set(LM_ONLY),
-        "seq2seq": set(NOT_SEQ2SEQ) | set(CONDITIONAL_ONLY) | set(LM_ONLY),
-        "tag": set(NOT_TAG) | set(SEQ2SEQ_ONLY) | set(CONDITIONAL_ONLY) | set(LM_ONLY),
-        "conditional": set(NOT_CONDITIONAL) | set(TAG_ONLY) | set(LM_ONLY),
-    }[task]
+    spec = get_task(task)
+    return {n for n in names if n not in NOT_OPTIONS and not spec.accepts(n)}
 
 
 def _plain(value: Any) -> Any:
@@ -305,7 +283,7 @@ def resolved(ctx, checkpoint, task: str) -> dict[str, Any]:
     checkpoint's model and training configs for the options named as their fields, this
     command's values (given, from a run file, or defaults) for the rest."""
     configs = (checkpoint.model_config, checkpoint.train_config)
-    skip = not_for(task) | set(NOT_IN_FILE) | NOT_SAVED
+    skip = not_for(task, [p.name for p in ctx.command.params]) | set(NOT_IN_FILE) | NOT_SAVED
     values = {}
     for param in ctx.command.params:
         name = param.name
@@ -328,8 +306,8 @@ class Keeper:
     latest.safetensors), write ``out/config.toml`` (rank 0, atomically), on success and on
     an interruption or failure after the save alike."""
 
-    def __init__(self, ctx, out: Path, task: str, resume: bool):
-        self.ctx, self.out, self.task, self.resume = ctx, Path(out), task, resume
+    def __init__(self, ctx, out: Path, resume: bool):
+        self.ctx, self.out, self.resume = ctx, Path(out), resume
         self.before = self._stamp()
 
     def _stamp(self):
@@ -368,13 +346,13 @@ class Keeper:
             if not path.is_file():
                 return  # a run from before run files: what it was given is not known
             values = read(path, command)
-            new = resolved(self.ctx, ck, self.task)
+            new = resolved(self.ctx, ck, ck.task)
             for name in ON_RESUME - {"corpus", "task", "out", "val_file", "text_column", "label_column",
                                      "replace_invalid"} - NOT_SAVED:
                 values.pop(name, None)
                 if name in new:
                     values[name] = new[name]
         else:
-            values = {**resolved(self.ctx, ck, self.task), "out": str(self.out)}
+            values = {**resolved(self.ctx, ck, ck.task), "out": str(self.out)}
         text = dumps(values, command, path)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

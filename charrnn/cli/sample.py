@@ -11,8 +11,8 @@ import typer
 from ..config import DEFAULT_LENGTH, SampleConfig
 from ..errors import ConfigError
 from .app import app
-from .common import (_S, CheckpointArg, Device, DeviceOpt, JsonOpt, LatestOpt, ReplaceOpt, ThreadsOpt, print_json,
-                     quiet_stdout, require_language_model, set_threads, warn)
+from .common import (_S, CheckpointArg, Device, DeviceOpt, flag, JsonOpt, LatestOpt, print_json, quiet_stdout,
+                     ReplaceOpt, require_language_model, set_threads, ThreadsOpt, warn)
 
 
 def _read_prime(prime: str | None, prime_file: str | None, replace_invalid: bool) -> str:
@@ -66,19 +66,15 @@ def sample(
     if beam is not None:
         if beam < 1:
             raise ConfigError(f"--beam must be >= 1, not {beam}")
-        given = [name for name, value in (("--temperature", temperature), ("--top-k", top_k), ("--top-p", top_p),
-                                          ("--min-p", min_p), ("--greedy", greedy or None)) if value is not None]
-        if given:
-            raise ConfigError(f"sampling options do not apply to --beam: {', '.join(given)}")
         if num_samples != 1:
             raise ConfigError("--num-samples does not apply to --beam (use --num-return)")
     elif num_return != 1:
         raise ConfigError("--num-return applies to --beam only (use --num-samples)")
-    config = SampleConfig(
-        length=length, max_chars=max_chars, temperature=_S.temperature if temperature is None else temperature, greedy=greedy,
-        top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
-        stop=tuple(stop or ()), max_time=max_time, seed=seed, num_samples=num_samples, beam=beam or 0,
-        length_penalty=length_penalty, num_return=num_return,
+    config = SampleConfig.build(
+        flag, length=length, max_chars=max_chars, temperature=temperature, greedy=greedy, top_k=top_k, top_p=top_p,
+        min_p=min_p, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, stop=tuple(stop or ()),
+        max_time=max_time, seed=seed, num_samples=num_samples, beam=beam, length_penalty=length_penalty,
+        num_return=num_return,
     )
     from ..api import load
 
@@ -124,9 +120,7 @@ def sample(
 
 
 def _is_conditional(model) -> bool:
-    from ..api import ConditionalModel
-
-    return isinstance(model, ConditionalModel)
+    return model.conditioned
 
 
 def _sample_conditional(model, checkpoint, label: str | None, unique: bool, novel: bool, prime: str, echo: bool,

@@ -6,10 +6,12 @@ the state of row index[i], for beam search), plus its ``device`` and ``vocab_siz
 ``StepRunner`` is the language model's step; the sequence-to-sequence decoder supplies
 its own, and the same sampling and beam search drive both.
 
-``StepRunner`` is a hand-written inference step for each cell type: the weights of each
-layer are fused into one matrix, all buffers are allocated once, and there is no autograd,
-so a step costs a few small matrix products and in-place activations instead of a full
-``nn.LSTM`` call.
+``StepRunner`` is a hand-written inference step for the arithmetic of torch's LSTM, GRU and
+tanh-RNN cells (the built-in cells): the weights of each layer are fused into one matrix,
+all buffers are allocated once, and there is no autograd, so a step costs a few small
+matrix products and in-place activations instead of a full ``nn.LSTM`` call. A cell of
+models/cells.py's table with any other one-step function (or without biases) is stepped
+through that function, layer by layer, with the same state buffers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Protocol
 
 import torch
 
-from ..models.cells import State
+from ..models.cells import State, cell_kind, layer_weights
 from ..models.lm import RNNLanguageModel
 
 
@@ -35,6 +37,9 @@ class DecoderStep(Protocol):
     def reorder(self, index: torch.Tensor) -> None: ...
 
 
+# The one-step functions whose arithmetic ``StepRunner.step`` has written out by hand.
+_FUSED = (torch.lstm_cell, torch.gru_cell, torch.rnn_tanh_cell)
+
 PACK_MIN_ROWS = 4  # from this many rows MKL's packed product beats a plain one (below, it does not)
 
 
@@ -49,7 +54,8 @@ def _mkl_packing() -> bool:
 class StepRunner:
     """One-token-at-a-time inference for an RNNLanguageModel, batch of N rows.
 
-    Shapes: tokens (N,), state per layer h (N, H) (and c (N, H) for LSTM), logits (N, V).
+    Shapes: tokens (N,), state per layer h (N, H) (and c (N, H) for a paired cell such as
+    LSTM), logits (N, V).
 
     ``pack=True`` is for a caller that keeps the same N for many steps (sampling N rows,
     beam search): from ``PACK_MIN_ROWS`` rows on a CPU with MKL, ``start`` lays each
@@ -61,6 +67,11 @@ class StepRunner:
     def __init__(self, model: RNNLanguageModel, pack: bool = False):
         cfg = model.config
         self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden_size
+        self.kind = cell_kind(cfg.cell)
+        # The one-step function whose arithmetic ``step`` writes out by hand (a built-in
+        # cell's, with both biases), or None: each layer then steps through the entry's
+        # own function (``_generic_step``).
+        self.fused = self.kind.step if self.kind.step in _FUSED and model.rnn.bias else None
         p = next(model.parameters())
         self.device, self.dtype = p.device, torch.float32
         with torch.no_grad():
@@ -71,12 +82,14 @@ class StepRunner:
             self.b: list[torch.Tensor] = []
             self.w_hh: list[torch.Tensor] = []
             self.b_hh: list[torch.Tensor] = []
+            self.layer_w: list[list[torch.Tensor]] = []  # the generic path's: w_ih, w_hh[, b_ih, b_hh]
             for layer in range(cfg.layers):
-                w_ih = getattr(model.rnn, f"weight_ih_l{layer}").detach().float()
-                w_hh = getattr(model.rnn, f"weight_hh_l{layer}").detach().float()
-                b_ih = getattr(model.rnn, f"bias_ih_l{layer}").detach().float()
-                b_hh = getattr(model.rnn, f"bias_hh_l{layer}").detach().float()
-                if self.cell == "gru":
+                weights = [w.detach().float() for w in layer_weights(model.rnn, layer)]
+                if self.fused is None:
+                    self.layer_w.append(weights)
+                    continue
+                w_ih, w_hh, b_ih, b_hh = weights
+                if self.fused is torch.gru_cell:
                     # GRU multiplies the hidden part of the candidate gate by r: keep the
                     # input and hidden products apart.
                     self.w.append(w_ih.t().contiguous())
@@ -88,7 +101,7 @@ class StepRunner:
                     # gates go from torch's order (input, forget, cell, output) to input,
                     # forget, output, cell: one sigmoid over the first three, one tanh.
                     w, b = torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh
-                    if self.cell == "lstm":
+                    if self.fused is torch.lstm_cell:
                         H = self.hidden
                         order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
                                            torch.arange(2 * H, 3 * H)])
@@ -119,19 +132,20 @@ class StepRunner:
         self.h = list(self.hc[0].unbind(0))  # views: (n, H) per layer
         self.c = list(self.hc[1].unbind(0))
         in_sizes = [self.emb.shape[1]] + [H] * (L - 1)
-        if self.cell == "gru":
+        if self.fused is torch.gru_cell:
             self.x = [torch.empty(n, s, device=dev) for s in in_sizes]
             self.gi = torch.empty(n, 3 * H, device=dev)
             self.gh = torch.empty(n, 3 * H, device=dev)
-        else:
+        elif self.fused is not None:
             self.x = [torch.empty(n, s + H, device=dev) for s in in_sizes]  # [input | h]
-        gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
-        self.g = torch.empty(n, gates * H, device=dev)
+        else:  # the generic step needs no buffers of its own
+            self.x = []
+        self.g = torch.empty(n, self.kind.gates * H, device=dev)
         self.logits = torch.empty(n, self.dec_w.shape[1], device=dev)
         # The views a step writes and reads, made once (a slice is a small op of its own).
         self.x_parts = [(x[:, :s], x[:, s:]) for x, s in zip(self.x, in_sizes)]
-        self.g_parts = self._lstm_gates(self.g) if self.cell == "lstm" else None
-        if self.cell == "gru":
+        self.g_parts = self._lstm_gates(self.g) if self.fused is torch.lstm_cell else None
+        if self.fused is torch.gru_cell:
             self.gru_parts = self._gru_gates(self.gi, self.gh)
         self._start_packing(n)
 
@@ -148,13 +162,13 @@ class StepRunner:
         return gi[:, : 2 * H], gh[:, : 2 * H], gi[:, 2 * H :], gh[:, 2 * H :]
 
     def _start_packing(self, n: int) -> None:
-        if not self.pack or n < PACK_MIN_ROWS:
+        if not self.pack or n < PACK_MIN_ROWS or self.fused is None:
             self.packed = None
             return
         if self._packed_rows == n and self.packed is not None:
             return
         ws, bs = list(self.w), list(self.b)
-        if self.cell == "lstm":
+        if self.fused is torch.lstm_cell:
             # The cell gate's rows doubled (exact in floating point): the step then takes
             # one sigmoid over all four gates and tanh(x) as 2 * sigmoid(2x) - 1. On CPUs
             # torch's tanh costs several times its sigmoid per element, and this removes
@@ -166,14 +180,14 @@ class StepRunner:
         try:
             reorder = torch.ops.mkl._mkl_reorder_linear_weight
             packed = {"w": [reorder(w.t().contiguous(), n) for w in ws]}
-            if self.cell == "gru":
+            if self.fused is torch.gru_cell:
                 packed["w_hh"] = [reorder(w.t().contiguous(), n) for w in self.w_hh]
         except (RuntimeError, AttributeError):  # an MKL without packing after all: plain products
             self.pack, self.packed = False, None
             return
         # What ``_mkl_linear`` takes besides the packed weights: the (out, in) weights and flat biases.
         self.packed_args = {"w": [(w.t(), b.view(-1)) for w, b in zip(ws, bs)]}
-        if self.cell == "gru":
+        if self.fused is torch.gru_cell:
             self.packed_args["w_hh"] = [(w.t(), b.view(-1)) for w, b in zip(self.w_hh, self.b_hh)]
         self.packed, self._packed_rows = packed, n
 
@@ -195,9 +209,11 @@ class StepRunner:
         """Feed ``tokens`` (N,); return the logits (N, V) of the next token (a reused buffer)."""
         H = self.hidden
         inp = self.emb.index_select(0, tokens)  # (N, E)
+        if self.fused is None:
+            return self._generic_step(inp)
         for i in range(self.layers):
             x, h, c = self.x[i], self.h[i], self.c[i]
-            if self.cell == "gru":
+            if self.fused is torch.gru_cell:
                 x.copy_(inp)
                 gi = self._product("w", i, x, self.gi)
                 gh = self._product("w_hh", i, h, self.gh)
@@ -211,7 +227,7 @@ class StepRunner:
                 x_in.copy_(inp)
                 x_h.copy_(h)
                 g = self._product("w", i, x, self.g)
-                if self.cell == "rnn":
+                if self.fused is torch.rnn_tanh_cell:
                     torch.tanh(g, out=h)
                 elif g is self.g:  # LSTM gates in the order input, forget, output, cell (see __init__)
                     sig, cand, in_g, forget, out_g = self.g_parts
@@ -225,6 +241,18 @@ class StepRunner:
                     c.mul_(forget).addcmul_(in_g, s, value=2.0).sub_(in_g)  # f*c + i*(2s - 1)
                     torch.tanh(c, out=h)
                     h.mul_(out_g)
+            inp = h
+        return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
+
+    def _generic_step(self, inp: torch.Tensor) -> torch.Tensor:
+        """``step`` through the cell's own one-step function, layer by layer: inp (N, E) ->
+        logits (N, V), the new state written into the same buffers (h, and c when paired)."""
+        kind = self.kind
+        for i in range(self.layers):
+            h, c = self.h[i], self.c[i]
+            new = kind.flatten(kind.step(inp, kind.pack((h, c)), *self.layer_w[i]))
+            for buf, value in zip((h, c), new):  # h alone unless paired
+                buf.copy_(value)
             inp = h
         return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError, CorpusError
-from ..models.cells import CELLS, State, detach_state, make_rnn, step_layers
+from ..models.cells import CELLS, State, cell_kind, detach_state, make_rnn, step_layers
 from ..models.lm import RNNLanguageModel
 from ..text.streams import StreamBatches
 
@@ -125,7 +125,7 @@ class GradientProfile:
 def zero_state(rnn: nn.RNNBase, cell: str, rows: int) -> State:
     w = rnn.weight_hh_l0
     h = torch.zeros(rnn.num_layers, rows, rnn.hidden_size, dtype=w.dtype, device=w.device)
-    return (h, h.clone()) if cell == "lstm" else h
+    return cell_kind(cell).initial(h)
 
 
 def hidden_gradient_norms(rnn: nn.RNNBase, cell: str, inputs: torch.Tensor,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from ..models.cells import step_layers
+from ..models.cells import cell_kind, step_layers
 from ..text.tokenizer import Tokenizer
 from .surprisal import TokenSpans, token_spans
 
@@ -31,8 +31,9 @@ KINDS = ("c", "h")
 
 
 def default_kind(cell: str) -> str:
-    """``c`` for an LSTM (as Karpathy did), ``h`` for the cells that have nothing else."""
-    return "c" if cell == "lstm" else "h"
+    """``c`` for a cell with a cell state, an LSTM (as Karpathy did), ``h`` for the cells
+    that have nothing else."""
+    return "c" if cell_kind(cell).paired else "h"
 
 
 @torch.inference_mode()
@@ -46,17 +47,18 @@ def activations(model: torch.nn.Module, ids: torch.Tensor, layer: int, kind: str
         raise ConfigError(f"layer {layer + 1} is out of range: the model has {layers} layer(s) (1 to {layers})")
     if kind not in KINDS:
         raise ConfigError(f"unknown state kind {kind!r}: one of {', '.join(KINDS)}")
-    if kind == "c" and cell != "lstm":
+    paired = cell_kind(cell).paired
+    if kind == "c" and not paired:
         raise ConfigError(f"a {cell.upper()} has no cell state c: its units are its outputs h")
     device = next(model.parameters()).device
     emb = model.embedding(ids.long().to(device)).float()  # (T, E)
     zeros = emb.new_zeros(layers, 1, H)
-    state = (zeros, zeros.clone()) if cell == "lstm" else zeros
+    state = cell_kind(cell).initial(zeros)
     out = emb.new_empty(ids.numel(), H)
     pick = 1 if kind == "c" else 0
     for t in range(ids.numel()):
         _, state = step_layers(rnn, cell, emb[t : t + 1], state, 0.0, False)
-        out[t] = (state[pick] if cell == "lstm" else state)[layer, 0]
+        out[t] = (state[pick] if paired else state)[layer, 0]
     return out.cpu()
 
 

@@ -38,8 +38,9 @@ from .. import __version__
 from ..checkpoint import load_checkpoint
 from ..config import to_dict
 from ..errors import CharrnnError, ConfigError
-from .graphs import Graph, graphs_for
-from .vocab import task_json
+from ..tasks.registry import get_task
+from .graphs import Graph
+from .vocab import SideFiles
 
 FORMAT = "charrnn-onnx"
 FORMAT_VERSION = 1
@@ -83,13 +84,17 @@ def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, 
     graphs at ``output`` (a name ending in .onnx) with its JSON beside it."""
     require_onnx()
     ck = load_checkpoint(checkpoint, latest=latest)
+    spec = get_task(ck.task)
+    if spec.export is None:
+        raise CharrnnError(f"{ck.path}: a {spec.title} (--task {spec.name}) has no ONNX export")
     model = ck.build_model("cpu")
-    graphs = graphs_for(ck.model_kind, model)
+    stem = Path(output).stem
+    sides = SideFiles({"text": f"{stem}.spm.model", "source": f"{stem}.source.spm.model",
+                       "target": f"{stem}.target.spm.model"})
+    graphs, task_part = spec.load("export")(model, ck, sides)
+    spm = sides.files
     paths = output_names(output, [g.role for g in graphs])
     main = paths[graphs[0].role]
-    stem = main.stem
-    sides = {"text": f"{stem}.spm.model", "source": f"{stem}.source.spm.model", "target": f"{stem}.target.spm.model"}
-    task_part, spm = task_json(ck.task, ck.model_kind, model, ck.tokenizer, ck.task_state or {}, sides)
     blobs: dict[Path, bytes] = {}
     worst: float | None = None
     for g in graphs:

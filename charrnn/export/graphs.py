@@ -14,7 +14,8 @@ Every model kind becomes one or two graphs (float32 weights, int64 ids):
                                                                    -> logits (N, V), h_out [, c_out]
                                                                       [, feed_out] [, attention (N, S)]
 
-``c`` is there for LSTM cells only; the bracketed seq2seq inputs follow the attention kind
+``c`` is there for cells whose state is a pair (LSTM; the cell's entry in
+models/cells.py says); the bracketed seq2seq inputs follow the attention kind
 (``none``: no memory; ``dot``: no keys) and input feeding. The step graphs take T tokens at
 once, so a prime is read in one call and a sampling loop feeds T = 1. Each wrapper calls
 the model's own methods, so the graph is traced from exactly the code charrnn runs.
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..models.cells import cell_kind
 from ..models.encoder import padding_mask
 from ..models.seq2seq import Memory
 
@@ -84,8 +86,9 @@ class Graph:
 
 
 def _state(cell: str, layers: int, hidden: int, suffix: str = "") -> list[Port]:
-    """The recurrent state's ports: h (and c for LSTM), each (L, N, H)."""
-    return [Port(n + suffix, "float32", (layers, "N", hidden)) for n in (("h", "c") if cell == "lstm" else ("h",))]
+    """The recurrent state's ports, one per tensor of the cell's state (h, and c when the
+    state is a pair), each (L, N, H)."""
+    return [Port(n + suffix, "float32", (layers, "N", hidden)) for n in cell_kind(cell).state_names]
 
 
 def _flat(state) -> tuple[torch.Tensor, ...]:
@@ -93,7 +96,8 @@ def _flat(state) -> tuple[torch.Tensor, ...]:
 
 
 def _pack(cell: str, tensors) -> object:
-    return (tensors[0], tensors[1]) if cell == "lstm" else tensors[0]
+    """The model's state from the state ports' tensors, in ``_state``'s order."""
+    return cell_kind(cell).pack(tensors)
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -161,7 +165,7 @@ class _Decoder(nn.Module):
     def forward(self, *inputs):
         m = self.model
         x = dict(zip(self.names, inputs))
-        state = _pack(m.config.cell, [x[n] for n in ("h", "c") if n in x])
+        state = _pack(m.config.cell, [x[n] for n in cell_kind(m.config.cell).state_names])
         memory = None
         if "memory" in x:
             memory = Memory(x["memory"], x.get("keys"), padding_mask(x["src_len"], x["memory"].shape[1]))
@@ -173,48 +177,52 @@ class _Decoder(nn.Module):
 # --------------------------------------------------------------------------- graphs per kind
 
 
-def graphs_for(kind: str, model: nn.Module) -> list[Graph]:
-    """The graphs of a model of ``kind`` (models.MODEL_KINDS), the main one first."""
+def lm_graphs(model: nn.Module) -> list[Graph]:
     c = model.config
-    if kind == "lm":
-        return [Graph("step", _LMStep(model),
-                      [Port("tokens", "int64", ("N", "T"), ("ids", c.vocab_size)), *_state(c.cell, c.layers, c.hidden_size)],
-                      [Port("logits", "float32", ("N", "T", c.vocab_size)), *_state(c.cell, c.layers, c.hidden_size, "_out")],
-                      "T tokens per row with the state before them -> the logits after each token and "
-                      "the state after the last; a sampling loop feeds T = 1")]
-    if kind == "conditional":
-        state = _state(c.cell, c.layers, c.hidden_size)
-        return [Graph("step", _ConditionalStep(model),
-                      [Port("tokens", "int64", ("N", "T"), ("ids", c.vocab_size)),
-                       Port("labels", "int64", ("N",), ("ids", c.num_labels)), *state],
-                      [Port("logits", "float32", ("N", "T", c.vocab_size)), *_state(c.cell, c.layers, c.hidden_size, "_out")],
-                      "T tokens per row of the given labels -> logits after each token and the state after "
-                      "the last; start each row from the start graph's state and feed SOS first"),
-                Graph("start", _ConditionalStart(model), [Port("labels", "int64", ("N",), ("ids", c.num_labels))], state,
-                      "labels -> each row's state before SOS")]
-    if kind == "classifier":
-        return [Graph("forward", _Forward(model),
-                      [Port("ids", "int64", ("N", "T"), ("ids", c.vocab_size)), Port("lengths", "int64", ("N",), ("lengths", "T"))],
-                      [Port("logits", "float32", ("N", c.num_labels))],
-                      "token ids padded to T (anything in the padding) and each row's length -> label logits")]
-    if kind == "tagger":
-        spellings = [Port("chars", "int64", ("M", "C"), ("ids", c.char_vocab_size)),
-                     Port("char_lengths", "int64", ("M",), ("lengths", "C")),
-                     Port("spelling", "int64", ("N", "T"), ("index", "M"))] if c.char_hidden_size else []
-        return [Graph("emissions", _Forward(model, pad=0 if spellings else 3),
-                      [Port("words", "int64", ("N", "T"), ("ids", c.word_vocab_size)),
-                       Port("lengths", "int64", ("N",), ("lengths", "T")), *spellings],
-                      [Port("emissions", "float32", ("N", "T", c.num_tags))],
-                      "word ids (N, T) with lengths"
-                      + (", M spellings (character ids, padded to C) with their lengths, and the row of chars "
-                         "each position reads" if spellings else "")
-                      + " -> a score per tag and position (softmax them, or run Viterbi with the crf scores)")]
-    if kind == "seq2seq":
-        return _seq2seq(model)
-    raise ValueError(f"no ONNX export for model kind {kind!r}")
+    return [Graph("step", _LMStep(model),
+                  [Port("tokens", "int64", ("N", "T"), ("ids", c.vocab_size)), *_state(c.cell, c.layers, c.hidden_size)],
+                  [Port("logits", "float32", ("N", "T", c.vocab_size)), *_state(c.cell, c.layers, c.hidden_size, "_out")],
+                  "T tokens per row with the state before them -> the logits after each token and "
+                  "the state after the last; a sampling loop feeds T = 1")]
 
 
-def _seq2seq(model) -> list[Graph]:
+def conditional_graphs(model: nn.Module) -> list[Graph]:
+    c = model.config
+    state = _state(c.cell, c.layers, c.hidden_size)
+    return [Graph("step", _ConditionalStep(model),
+                  [Port("tokens", "int64", ("N", "T"), ("ids", c.vocab_size)),
+                   Port("labels", "int64", ("N",), ("ids", c.num_labels)), *state],
+                  [Port("logits", "float32", ("N", "T", c.vocab_size)), *_state(c.cell, c.layers, c.hidden_size, "_out")],
+                  "T tokens per row of the given labels -> logits after each token and the state after "
+                  "the last; start each row from the start graph's state and feed SOS first"),
+            Graph("start", _ConditionalStart(model), [Port("labels", "int64", ("N",), ("ids", c.num_labels))], state,
+                  "labels -> each row's state before SOS")]
+
+
+def classifier_graphs(model: nn.Module) -> list[Graph]:
+    c = model.config
+    return [Graph("forward", _Forward(model),
+                  [Port("ids", "int64", ("N", "T"), ("ids", c.vocab_size)), Port("lengths", "int64", ("N",), ("lengths", "T"))],
+                  [Port("logits", "float32", ("N", c.num_labels))],
+                  "token ids padded to T (anything in the padding) and each row's length -> label logits")]
+
+
+def tagger_graphs(model: nn.Module) -> list[Graph]:
+    c = model.config
+    spellings = [Port("chars", "int64", ("M", "C"), ("ids", c.char_vocab_size)),
+                 Port("char_lengths", "int64", ("M",), ("lengths", "C")),
+                 Port("spelling", "int64", ("N", "T"), ("index", "M"))] if c.char_hidden_size else []
+    return [Graph("emissions", _Forward(model, pad=0 if spellings else 3),
+                  [Port("words", "int64", ("N", "T"), ("ids", c.word_vocab_size)),
+                   Port("lengths", "int64", ("N",), ("lengths", "T")), *spellings],
+                  [Port("emissions", "float32", ("N", "T", c.num_tags))],
+                  "word ids (N, T) with lengths"
+                  + (", M spellings (character ids, padded to C) with their lengths, and the row of chars "
+                     "each position reads" if spellings else "")
+                  + " -> a score per tag and position (softmax them, or run Viterbi with the crf scores)")]
+
+
+def seq2seq_graphs(model) -> list[Graph]:
     c = model.config
     h, d = c.hidden_size, c.hidden_size * model.directions
     attention = model.attn_out is not None
@@ -241,3 +249,16 @@ def _seq2seq(model) -> list[Graph]:
                     + (" and the encoder's memory" if attention else "")
                     + " -> the next token's logits and the new state")
     return [encoder, decoder]
+
+
+# The graphs of each model kind (models.MODEL_KINDS), the main one first; a task names its
+# kind's in its export function (export/tasks.py).
+GRAPHS = {"lm": lm_graphs, "conditional": conditional_graphs, "classifier": classifier_graphs,
+          "tagger": tagger_graphs, "seq2seq": seq2seq_graphs}
+
+
+def graphs_for(kind: str, model: nn.Module) -> list[Graph]:
+    """The graphs of a model of ``kind``."""
+    if kind not in GRAPHS:
+        raise ValueError(f"no ONNX export for model kind {kind!r}")
+    return GRAPHS[kind](model)

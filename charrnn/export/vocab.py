@@ -9,7 +9,7 @@ Per tokenizer kind (``tokenizer_json``):
               a SentencePiece model file written beside the JSON, its pieces, and the ids
               charrnn adds around SentencePiece (newline, literal U+2581, byte tokens)
 
-Per task (``task_json``): the labels, tags (and a CRF's transition, start and end scores,
+Per task (export/tasks.py, with ``SideFiles``): the labels, tags (and a CRF's transition, start and end scores,
 for Viterbi), the special ids (padding, SOS, EOS, unknown), and how a text is prepared
 before it is encoded (``input_text``), as charrnn itself does it.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..tasks.seq2seq import LENGTH_EXTRA
 from ..text.sentencepiece import CHUNK, RESERVED, SentencePieceTokenizer
 from ..text.tokenizer import SUBWORD_KINDS, UNK_ID, Tokenizer
 
@@ -68,59 +67,20 @@ def crf_json(crf) -> dict[str, Any]:
                        "+ end[y_last], over each sentence's real positions; the best path maximises it"}
 
 
-def task_json(task: str, kind: str, model, tokenizer: Tokenizer, task_state: dict[str, Any],
-              spm_files: dict[str, str]) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The task's part of the JSON, and the SentencePiece model files to write (name -> bytes).
-    ``spm_files`` maps a side ("text", "source", "target") to the file name to use."""
-    c = model.config
-    files: dict[str, bytes] = {}
+class SideFiles:
+    """The JSON of each tokenizer side of an export, collecting the SentencePiece model
+    files to write beside it (``names`` maps a side, "text", "source" or "target", to the
+    file name to use)."""
 
-    def side(tok: Tokenizer, name: str) -> dict[str, Any]:
-        data, proto = tokenizer_json(tok, spm_files[name] if tok.kind in SUBWORD_KINDS else None)
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+        self.files: dict[str, bytes] = {}
+
+    def side(self, tok: Tokenizer, name: str) -> dict[str, Any]:
+        data, proto = tokenizer_json(tok, self.names[name] if tok.kind in SUBWORD_KINDS else None)
         if proto is not None:
-            files[spm_files[name]] = proto
+            self.files[self.names[name]] = proto
         return data
 
-    subword_space = "; for bpe, unigram and word tokenizers put one space before the text"
-    if kind == "lm":
-        return {"tokenizer": side(tokenizer, "text"),
-                "special_ids": {"start_id": tokenizer.start_id, "banned_ids": tokenizer.banned_ids,
-                                "unk_id": tokenizer.unk_id},
-                "input_text": "the prime as it is; with no prime, feed start_id; never sample banned_ids"}, files
-    if kind == "classifier":
-        return {"tokenizer": side(tokenizer, "text"), "labels": list(task_state.get("labels", [])),
-                "special_ids": {"pad_id": c.pad_id},
-                "input_text": "line breaks become spaces" + subword_space + "; a text with no tokens is [pad_id]"}, files
-    if kind == "conditional":
-        return {"tokenizer": side(tokenizer, "text"), "labels": list(task_state.get("labels", [])),
-                "special_ids": {"pad_id": c.pad_id, "sos_id": c.sos_id, "eos_id": c.eos_id,
-                                "banned_ids": sorted({*tokenizer.banned_ids, c.pad_id, c.sos_id})},
-                "max_tokens": 2 * int(task_state.get("longest", 50)) + 10,
-                "input_text": "a prime: line breaks become spaces" + subword_space + "; feed sos_id, then the "
-                              "prime; generation ends at eos_id (strip a leading space from subword output)"}, files
-    if kind == "seq2seq":
-        src, tgt = tokenizer.source, tokenizer.target
-        return {"source": side(src, "source"), "target": side(tgt, "target" if not tokenizer.shared else "source"),
-                "shared_vocab": tokenizer.shared,
-                "special_ids": {"src_pad_id": c.src_pad_id, "tgt_pad_id": c.tgt_pad_id, "sos_id": c.sos_id,
-                                "eos_id": c.eos_id, "banned_ids": sorted({*tgt.banned_ids, c.tgt_pad_id, c.sos_id})},
-                "length_ratio": float(task_state.get("length_ratio", 2.0)), "length_extra": LENGTH_EXTRA,
-                "reverse_target": bool(task_state.get("reverse_target", False)),
-                "input_text": "each side as it is" + subword_space + " (and strip it from the output); an empty "
-                              "source is [src_pad_id]; decode from sos_id until eos_id or "
-                              "floor(source tokens * length_ratio) + length_extra tokens (EOS not counted); "
-                              "with reverse_target the decoder writes the target last token first: reverse its "
-                              "tokens before reading them"}, files
-    if kind == "tagger":
-        words = list(task_state.get("words", []))
-        chars, _ = tokenizer_json(tokenizer, None)
-        out = {"words": {"tokens": [None, *words, None], "unk_id": 0, "pad_id": c.word_pad_id,
-                         "encode": "a token's id is the index of token.lower() (Python's str.lower) in tokens, "
-                                   "unk_id when it is not there"},
-               "chars": {**chars, "pad_id": c.char_pad_id}, "tags": list(task_state.get("tags", [])),
-               "input_text": "tokens separated by spaces; each token's spelling is its characters' ids (the token as "
-                             "written, not lower-cased)"}
-        if model.crf is not None:
-            out["crf"] = crf_json(model.crf)
-        return out, files
-    raise ValueError(f"no ONNX export for model kind {kind!r}")
+
+SUBWORD_SPACE = "; for bpe, unigram and word tokenizers put one space before the text"

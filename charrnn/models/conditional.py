@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..task_configs import ConditionalConfig
-from .cells import State, make_rnn, step_layers
+from .cells import State, cell_kind, make_rnn, step_layers
 
 class ConditionalGenerator(nn.Module):
     """(ids (N, T), labels (N,)) -> logits (N, T, V) and the state after the last step."""
@@ -46,14 +46,14 @@ class ConditionalGenerator(nn.Module):
             self.decoder.weight = self.embedding.weight
 
     def initial_state(self, label_vec: torch.Tensor) -> State:
-        """The state before SOS for label vectors (N, D): (L, N, H) h0 (and c0 = 0 for LSTM)."""
+        """The state before SOS for label vectors (N, D): (L, N, H) h0 (and c0 = 0 for a paired cell)."""
         c = self.config
         n = label_vec.shape[0]
         if self.init is None:
             h = label_vec.new_zeros(c.layers, n, c.hidden_size)
         else:
             h = torch.tanh(self.init(label_vec)).view(n, c.layers, c.hidden_size).transpose(0, 1).contiguous()
-        return (h, torch.zeros_like(h)) if c.cell == "lstm" else h
+        return cell_kind(c.cell).initial(h)
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """ids (N, T), labels (N,) -> logits (N, T, V) and the state after the last step.

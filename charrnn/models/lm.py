@@ -6,8 +6,9 @@
 Dropout is applied between recurrent layers (inside torch's module) and before the output
 layer; the regularisation options of AWD-LSTM (weight drop, input, embedding and
 variational dropout) are in models/regularize.py, all off by default. With ``tie_weights`` the output layer shares the embedding matrix (E == H).
-The recurrent state is a tensor (L, N, H) for GRU/RNN and a pair of them for LSTM; callers
-treat it as opaque and use ``cells.detach_state``.
+The recurrent layers are those of the config's cell in models/cells.py's table. Their state
+is a tensor (L, N, H) for GRU/RNN and a pair of them for LSTM; callers treat it as opaque
+and use ``cells.detach_state``.
 """
 
 from __future__ import annotations

@@ -22,10 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cells import State
-
-# torch's fused recurrent kernels (what nn.LSTM/GRU/RNN.forward call), by cell kind.
-_KERNELS = {"lstm": torch._VF.lstm, "gru": torch._VF.gru, "rnn": torch._VF.rnn_tanh}
+from .cells import CellKind, State, cell_kind, layer_weights
 
 
 def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -46,10 +43,10 @@ def embedding_dropout(embedding: nn.Embedding, ids: torch.Tensor, p: float, trai
 
 
 def _layer_weights(rnn: nn.RNNBase, k: int, weight_drop: float, training: bool) -> list[torch.Tensor]:
-    w_hh = getattr(rnn, f"weight_hh_l{k}")
+    weights = layer_weights(rnn, k)  # w_ih, w_hh[, b_ih, b_hh]
     if training and weight_drop > 0.0:
-        w_hh = F.dropout(w_hh, weight_drop, True)
-    return [getattr(rnn, f"weight_ih_l{k}"), w_hh, getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}")]
+        weights[1] = F.dropout(weights[1], weight_drop, True)
+    return weights
 
 
 def _contiguous(weights: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -62,18 +59,14 @@ def _contiguous(weights: list[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
-def _zero_state(rnn: nn.RNNBase, cell: str, x: torch.Tensor, layers: int) -> State:
-    h = x.new_zeros(layers, x.shape[0], rnn.hidden_size)
-    return (h, h.clone()) if cell == "lstm" else h
-
-
-def _kernel(cell: str, x: torch.Tensor, state: State, weights: list[torch.Tensor], layers: int, dropout: float,
-            training: bool) -> tuple[torch.Tensor, State]:
+def _kernel(kind: CellKind, x: torch.Tensor, state: State, weights: list[torch.Tensor], has_biases: bool,
+            layers: int, dropout: float, training: bool) -> tuple[torch.Tensor, State]:
+    """The entry's fused kernel (what the module's forward calls) over ``layers`` layers."""
     if x.is_cuda:
         weights = _contiguous(weights)
-    hx = list(state) if cell == "lstm" else state
-    result = _KERNELS[cell](x, hx, weights, True, layers, dropout, training, False, True)
-    return result[0], ((result[1], result[2]) if cell == "lstm" else result[1])
+    hx = list(kind.flatten(state)) if kind.paired else state  # the kernels take a pair as a list
+    result = kind.kernel(x, hx, weights, has_biases, layers, dropout, training, False, True)
+    return result[0], kind.pack(result[1:])
 
 
 def run_rnn(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state: State | None, *, weight_drop: float = 0.0,
@@ -88,20 +81,17 @@ def run_rnn(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state: State | None, *,
     locked = variational and between > 0.0 and layers > 1
     if not training or (weight_drop == 0.0 and not locked):
         return rnn(x, state)
+    kind = cell_kind(cell)
     if state is None:
-        state = _zero_state(rnn, cell, x, layers)
+        state = kind.initial(x.new_zeros(layers, x.shape[0], rnn.hidden_size))
     weights = [_layer_weights(rnn, k, weight_drop, training) for k in range(layers)]
     if not locked:  # one fused call over all layers, the module's own dropout between them
-        return _kernel(cell, x, state, [w for ws in weights for w in ws], layers, rnn.dropout, training)
-    hs, cs = [], []
+        return _kernel(kind, x, state, [w for ws in weights for w in ws], rnn.bias, layers, rnn.dropout, training)
+    parts = kind.flatten(state)  # each (L, N, H)
+    finals = []
     for k in range(layers):
         if k:
             x = locked_dropout(x, between, training)
-        layer_state = (state[0][k : k + 1], state[1][k : k + 1]) if cell == "lstm" else state[k : k + 1]
-        x, s = _kernel(cell, x, layer_state, weights[k], 1, 0.0, training)
-        if cell == "lstm":
-            hs.append(s[0])
-            cs.append(s[1])
-        else:
-            hs.append(s)
-    return x, ((torch.cat(hs), torch.cat(cs)) if cell == "lstm" else torch.cat(hs))
+        x, s = _kernel(kind, x, kind.pack([p[k : k + 1] for p in parts]), weights[k], rnn.bias, 1, 0.0, training)
+        finals.append(kind.flatten(s))
+    return x, kind.pack([torch.cat(layer) for layer in zip(*finals)])

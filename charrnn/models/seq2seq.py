@@ -34,11 +34,10 @@ import torch
 from torch import nn
 
 from ..task_configs import Seq2SeqConfig
-from .cells import State, make_rnn, step_layers
+from .cells import State, cell_kind, make_rnn, step_layers
 from .encoder import make_layers, padding_mask, run_layers
 
 
-# One time step of each cell kind, with nn.LSTM/GRU/RNN's weights and arithmetic.
 class Memory(NamedTuple):
     """What the decoder reads from the encoder, per source."""
 
@@ -91,7 +90,7 @@ class Seq2Seq(nn.Module):
         keys = self.attn_key(values) if self.attn_key is not None else None  # (N, S, H)
         h0 = torch.tanh(self.bridge(finals)) if self.bridge is not None else finals  # (L, N, H)
         h0 = h0.contiguous()
-        state: State = (h0, torch.zeros_like(h0)) if self.config.cell == "lstm" else h0
+        state = cell_kind(self.config.cell).initial(h0)  # an LSTM's c starts at zero
         return Memory(values, keys, mask), state
 
     # ----------------------------------------------------------- decoder

@@ -70,19 +70,17 @@ def sample_config(req: CompletionRequest, limits: Limits, length: int | None) ->
                   repetition_penalty=req.repetition_penalty, no_repeat_ngram=req.no_repeat_ngram)
     try:
         if req.beam:
-            given = [f for f in SAMPLING_FIELDS if getattr(req, f) is not None]
-            if given:
-                raise _bad(f"sampling controls do not apply to beam search: {', '.join(given)}", given[0])
             if req.n > req.beam:
                 raise _bad(f"n ({req.n}) cannot exceed beam ({req.beam})", "n")
-            return SampleConfig(beam=req.beam, num_return=req.n, length_penalty=req.length_penalty, **common)
+            return SampleConfig.build(beam=req.beam, num_return=req.n, length_penalty=req.length_penalty,
+                                      **{f: getattr(req, f) for f in SAMPLING_FIELDS}, **common)
         greedy = req.temperature == 0
         temperature = SampleConfig.temperature if req.temperature in (None, 0) else req.temperature
         top_p = None if req.top_p == 1 else req.top_p
         return SampleConfig(temperature=temperature, greedy=greedy, top_k=req.top_k, top_p=top_p, min_p=req.min_p,
                             seed=req.seed, num_samples=req.n, **common)
     except ConfigError as e:
-        raise _bad(str(e)) from None
+        raise _bad(str(e), getattr(e, "field", None)) from None
 
 
 def _choice(index: int, text: str, gen: Generation | None) -> dict[str, Any]:
@@ -108,7 +106,7 @@ class Completion:
     # ------------------------------------------------------------ validation
     def _check(self) -> None:
         req, served, limits = self.req, self.served, self.limits
-        if served.task not in ("lm", "conditional"):
+        if served.spec.serves != "completions":
             raise _bad(f"model {served.name!r} is a {served.kind_name}: it does not complete text; POST /v1/predict "
                        f"uses it", "model")
         if not self.prompts:
@@ -120,7 +118,7 @@ class Completion:
         if req.n * len(self.prompts) > limits.max_choices:
             raise _bad(f"n x prompts = {req.n * len(self.prompts)} choices, more than this server's limit of "
                        f"{limits.max_choices}", "n")
-        conditional = served.task == "conditional"
+        conditional = served.model.conditioned
         if conditional:
             labels = served.model.labels
             if req.label is None:
@@ -151,17 +149,14 @@ class Completion:
         return self.req.n
 
     def prompt_tokens(self) -> int:
-        m = self.served.model
-        if self.served.task == "conditional":
-            return sum(len(m._prime_ids(p)) for p in self.prompts)
-        return sum(int(m.tokenizer.encode(p).numel()) for p in self.prompts)
+        return sum(self.served.model.token_count(p) for p in self.prompts)
 
     def _blocking(self) -> list[Generation]:
         """Beam search or label-conditioned generation, whole (in a pool thread)."""
         m, req = self.served.model, self.req
         out: list[Generation] = []
         for p in self.prompts:
-            if self.served.task == "conditional":
+            if m.conditioned:
                 out += m.sample(req.label, n=req.n, prime=p.strip("\r\n"), config=self.config)
             else:
                 out += m.sample(p, self.config)
@@ -171,7 +166,7 @@ class Completion:
         """Hand a sampling request's jobs to the model's worker (before any response is
         sent, so a busy model is still a 429)."""
         self._jobs: list[Job] = []
-        if self.served.task == "conditional" or self.config.beam:
+        if self.served.model.conditioned or self.config.beam:
             return
         self._mailbox = Mailbox(asyncio.get_running_loop())
         tok = self.served.model.tokenizer

@@ -17,6 +17,10 @@ never looks inside a batch.
 Batches are resumable: ``epoch`` and ``position`` (the next batch inside the epoch) say
 where the data is, and setting them back continues exactly there.
 
+A task is declared to the rest of charrnn by a ``TaskSpec`` (tasks/registry.py), whose
+``setup`` builds it for a run from the options; its config class must be valid with its
+defaults alone (the data sets the vocabulary and label sizes).
+
 Several processes: the task takes its share of each global batch (``shard``) and scales
 its loss so that the mean over the processes is the loss of the whole batch; the trainer
 averages gradients and losses over processes.
@@ -51,6 +55,9 @@ class Task:
     val_size = 0  # items (tokens, examples) validation reads: how long it takes is estimated from it
     batches: Batches
     model: nn.Module
+    # The model's config, set from the data (vocabulary, labels). On resume the trainer
+    # replaces it with the checkpoint's, so ``build_model`` must build from this attribute.
+    model_config: Any
 
     # ----------------------------------------------------------- set-up
 

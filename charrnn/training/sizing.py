@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig, TrainConfig
+from ..models.cells import cell_kind
 from ..models.lm import RNNLanguageModel
 from ..runtime import autocast
 from ..text.prepare import default_cache_dir
@@ -84,8 +85,9 @@ class SizeChoice:
 def params_of(config: ModelConfig) -> int:
     """Parameter count of the model ``config`` describes, without building it."""
     h, e, v, n = config.hidden_size, config.embedding_dim, config.vocab_size, config.layers
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[config.cell]
-    rnn = sum(gates * h * ((e if i == 0 else h) + h + 2) for i in range(n))
+    kind = cell_kind(config.cell)
+    biases = 2 if kind.bias else 0  # b_ih and b_hh
+    rnn = sum(kind.gates * h * ((e if i == 0 else h) + h + biases) for i in range(n))
     decoder = (0 if config.tie_weights else v * h) + v
     return v * e + rnn + decoder
 

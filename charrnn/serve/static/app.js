@@ -27,13 +27,12 @@ function current() {
 function showModel() {
   const m = current();
   if (!m) return;
-  const generates = m.task === "lm" || m.task === "conditional";
+  const generates = m.endpoint === "/v1/completions";
   $("generate-panel").hidden = !generates;
   $("predict-panel").hidden = generates;
-  $("task").textContent = {lm: "language model", conditional: "label-conditioned generator", classify: "classifier",
-                           tag: "tagger", seq2seq: "encoder-decoder"}[m.task] || m.task;
-  $("label-box").hidden = m.task !== "conditional";
-  if (m.task === "conditional") {
+  $("task").textContent = m.title || m.task;
+  $("label-box").hidden = !m.conditioned;
+  if (m.conditioned) {
     $("label").replaceChildren(...m.labels.map((l) => new Option(l, l)));
   }
   status("");
@@ -74,7 +73,7 @@ async function generate() {
                    temperature: Number($("temperature").value), stream: true,
                    stream_options: {include_usage: true}};
   if ($("seed").value !== "") request.seed = Number($("seed").value);
-  if (m.task === "conditional") request.label = $("label").value;
+  if (m.conditioned) request.label = $("label").value;
   $("output-prime").textContent = prime;
   $("output-text").textContent = "";
   running = new AbortController();
@@ -122,14 +121,19 @@ async function predict() {
   const input = $("predict-input").value.split("\n").filter((l) => l.trim() !== "");
   if (!input.length) return status("type one input per line", true);
   const request = {model: m.id, input};
-  if (m.task === "classify") request.top_k = Math.min(3, m.labels.length);
+  if (m.predict_options.includes("top_k")) request.top_k = Math.min(3, m.labels.length);
   status("predicting…");
   const res = await fetch("/v1/predict", {method: "POST", headers: {"Content-Type": "application/json"},
                                          body: JSON.stringify(request)});
   if (!res.ok) return status(await errorText(res), true);
   const data = (await res.json()).data;
-  const head = {classify: ["input", "label", "probability", "next best"], tag: ["token", "tag", "probability"],
-                seq2seq: ["input", "output", "score"]}[m.task];
+  // The columns follow what the predictions hold: a classifier's labels, a tagger's tags
+  // per token, an output with its score, or (another package's task) its fields as they are.
+  const first = data[0] || {};
+  const shape = "top" in first ? "labels" : "tags" in first ? "tags" : "score" in first ? "outputs" : "fields";
+  const fields = Object.keys(first).filter((k) => k !== "index" && k !== "input");
+  const head = {labels: ["input", "label", "probability", "next best"], tags: ["token", "tag", "probability"],
+                outputs: ["input", "output", "score"], fields: ["input", ...fields]}[shape];
   const thead = $("predictions").tHead;
   thead.replaceChildren();
   const hr = thead.insertRow();
@@ -137,7 +141,7 @@ async function predict() {
   const body = $("predictions").tBodies[0];
   body.replaceChildren();
   for (const d of data) {
-    if (m.task === "tag") {
+    if (shape === "tags") {
       d.tokens.forEach((t, i) => {
         const r = body.insertRow();
         cell(r, t); cell(r, d.tags[i]); cell(r, d.probabilities[i].toFixed(3), "num");
@@ -146,11 +150,13 @@ async function predict() {
     }
     const r = body.insertRow();
     cell(r, d.input);
-    if (m.task === "classify") {
+    if (shape === "labels") {
       cell(r, d.label); cell(r, d.probability.toFixed(3), "num");
       cell(r, d.top.slice(1).map((t) => `${t.label} ${t.probability.toFixed(3)}`).join(", "));
-    } else {
+    } else if (shape === "outputs") {
       cell(r, d.output); cell(r, d.score.toFixed(3), "num");
+    } else {
+      for (const f of fields) cell(r, typeof d[f] === "number" ? d[f].toFixed(4) : JSON.stringify(d[f]));
     }
   }
   status(`${data.length} prediction(s)`);

@@ -128,6 +128,9 @@ class TrainConfig:
     max_steps: int | None = None
     epochs: float | None = None
     time_budget: float | None = None  # seconds of wall time, final evaluation and save included
+    # Early stopping: end the run after this many evaluations in a row without a better
+    # validation score (the best checkpoint is kept); None trains to the limit.
+    patience: int | None = None
     eval_interval: int = 500  # steps between validations
     log_interval: int = 10  # steps between progress reports (each costs one host sync)
     val_fraction: float = 0.1
@@ -158,6 +161,8 @@ class TrainConfig:
         check(math.isfinite(self.tar) and self.tar >= 0, f"tar must be >= 0, not {self.tar}")
         check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, not {self.max_steps}")
         check(self.epochs is None or self.epochs > 0, f"epochs must be > 0, not {self.epochs}")
+        check(self.patience is None or (is_int(self.patience) and self.patience >= 1),
+              f"patience must be a whole number of evaluations >= 1, not {self.patience}")
         check(
             self.time_budget is None or self.time_budget > 0,
             f"time_budget must be > 0 seconds, not {self.time_budget}",
@@ -190,7 +195,7 @@ class TrainConfig:
 # What may differ when a run is resumed: its limits, reporting, hardware and divergence
 # policy. Everything else (architecture, data layout, optimiser, seed) is fixed by the run.
 RESUME_CHANGEABLE = frozenset({
-    "max_steps", "epochs", "time_budget", "eval_interval", "log_interval", "device", "precision", "threads",
+    "max_steps", "epochs", "time_budget", "patience", "eval_interval", "log_interval", "device", "precision", "threads",
     "rollback_after", "max_rollbacks", "rollback_lr_factor",
 })
 

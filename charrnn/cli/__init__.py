@@ -23,6 +23,7 @@ from . import app as state
 from . import train, sample, predict, info, evaluate, tokenizer  # noqa: F401,I001
 from . import serve  # noqa: F401,I001
 from . import export  # noqa: F401,I001
+from . import average  # noqa: F401,I001
 from . import plot  # noqa: F401,I001
 from . import inspect_cmd  # noqa: F401,I001
 from . import diagnose, diagnose_memory  # noqa: F401,I001
@@ -35,6 +36,48 @@ except ImportError:  # older typer runs on click itself
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 __all__ = ["app", "main"]
+
+# The page of the documentation each command's help points to (docs/, built with MkDocs).
+DOCS = {
+    "train": "tutorials/language-model.md (and a tutorial per task)", "sample": "tutorials/language-model.md",
+    "predict": "tutorials/classification.md, tagging.md, seq2seq.md", "info": "concepts/checkpoints.md",
+    "eval": "tutorials/language-model.md, classification.md", "tokenizer": "concepts/tokenizers.md",
+    "serve": "tutorials/serving-and-export.md", "export": "tutorials/serving-and-export.md",
+    "plot": "tutorials/seeing-inside.md", "inspect": "tutorials/seeing-inside.md",
+    "diagnose": "tutorials/seeing-inside.md", "average": "concepts/checkpoints.md",
+}
+
+
+def _paragraphs(text: str) -> str:
+    """Help written as wrapped paragraphs (docstrings), each joined into one line: rich
+    wraps it to the terminal, instead of breaking lines where the source did."""
+    return "\n\n".join(" ".join(p.split()) for p in text.strip().split("\n\n"))
+
+
+def _tidy(typer_app, top: str | None = None) -> None:
+    """Every command's help as paragraphs, with a pointer to its page of the docs."""
+    import inspect
+
+    for info in typer_app.registered_commands:
+        name = top or info.name or info.callback.__name__
+        text = info.help or inspect.getdoc(info.callback) or ""
+        info.help = _paragraphs(text)
+        if name in DOCS and not info.epilog:
+            info.epilog = f"Docs: docs/{DOCS[name]}; every option: docs/reference/cli.md."
+    for group in typer_app.registered_groups:
+        _tidy(group.typer_instance, top or group.name)
+
+
+def _no_flag_metavars(command) -> None:
+    """A flag takes no value: no "<bool>" beside it in the help."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _no_flag_metavars(sub)
+
+
+_tidy(app)
 
 
 def _other_rank() -> bool:
@@ -60,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     state.import_time = None
     state.argv = list(argv if argv is not None else sys.argv[1:])
     command = typer.main.get_command(app)
+    _no_flag_metavars(command)
     try:
         code = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="charrnn", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as e:

@@ -20,7 +20,8 @@ argv: list[str] = []  # the arguments of this command (--nproc passes them on)
 
 app = typer.Typer(
     name="charrnn",
-    help="Train recurrent (LSTM, GRU, RNN) networks on your own text: language models to sample from, classifiers to predict with; measure both.",
+    help="Train recurrent networks (LSTM, GRU, RNN) on your own sequences: language models to sample from, classifiers, taggers and encoder-decoders to predict with, generators conditioned on a label; measure, serve and export them.",
+    epilog="Docs: docs/index.md (a tutorial per shape of problem; docs/reference/cli.md lists every option).",
     no_args_is_help=True,
     add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,

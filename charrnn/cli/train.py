@@ -54,6 +54,7 @@ def train(
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many steps.", rich_help_panel="Stopping")] = _T.max_steps,
     epochs: Annotated[Optional[float], typer.Option(min=0.0, help=f"Stop after this many passes over the training text (with no limit given: {DEFAULT_EPOCHS:g}, or the steps that fit in about {DEFAULT_SECONDS / 60:g} min on this machine if fewer).", rich_help_panel="Stopping")] = _T.epochs,
     time_budget: Annotated[Optional[float], typer.Option(min=0.0, help="Stop within this many seconds, final evaluation and save included; the learning rate decays over it.", rich_help_panel="Stopping")] = _T.time_budget,
+    patience: Annotated[Optional[int], typer.Option(min=1, help="Stop early after this many evaluations in a row without a better validation score (the best checkpoint stays the run's model); the summary says stopped_early.", rich_help_panel="Stopping")] = _T.patience,
     val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Last fraction of the characters used for validation (classify: a stratified random fraction of the examples).", rich_help_panel="Input")] = _T.val_fraction,
     val_max_chars: Annotated[int, typer.Option(min=2, help="At most this many characters of validation text (keeps validation quick on big corpora).", rich_help_panel="Input")] = _T.val_max_chars,
     val_file: Annotated[Optional[str], typer.Option(help="Validate on this file instead of the end of the corpus (or a split of the examples).", rich_help_panel="Input")] = None,

@@ -152,6 +152,9 @@ class TrainingDisplay:
                 f"val loss {d['val_loss']:.4f}{figures}{mark}"
             )
             self.progress.update(self.task, val=self._val(d))
+            if d.get("stopped_early"):
+                self._log(f"stopping early: no better validation {d['headline'].replace('val_', '')} in "
+                          f"{d['stale_evals']} evaluations (--patience); the best checkpoint is step {d['best_step']:,}")
         elif event.kind == "skip":
             if d["new_streak"]:  # one line per streak, not per step
                 self._log(

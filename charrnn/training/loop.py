@@ -96,6 +96,8 @@ class Trainer:
         self.best: dict[str, Any] | None = None  # metrics of the best evaluation
         self.last_val: dict[str, Any] | None = None  # the task's metrics at the last evaluation
         self.last_eval_step = -1
+        self.stale_evals = 0  # evaluations in a row without a better score (early stopping)
+        self.stopped_early = False
         self.resumed_from: int | None = None
         self.saved_step: int | None = None  # step of the last complete latest checkpoint
         self._stop_signal: int | None = None
@@ -318,6 +320,8 @@ class Trainer:
                 report.log_progress(self)
             if self.step % cfg.eval_interval == 0 and self._room_for_eval():
                 report.record_eval(self, final=False)
+                if self.stopped_early:
+                    break
         if self.step == 0:
             raise CorpusError("no training step fit in the limits given (time budget too short?)")
         self.guard.check()

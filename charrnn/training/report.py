@@ -50,6 +50,9 @@ def record_eval(tr: Trainer, final: bool) -> None:
     metrics = {"step": tr.step, "time": round(now - tr.t0, 3), **found, "lr": tr.lr,
                tr.task.rate_name: tr.rate, "epoch": tr.step / tr.task.batches.windows_per_epoch}
     improved = _improved(tr, found)
+    tr.stale_evals = 0 if improved else tr.stale_evals + 1
+    patience = tr.cfg.patience
+    tr.stopped_early = bool(patience and not final and tr.stale_evals >= patience)
     t = time.perf_counter()
     if improved:
         tr.best = dict(metrics)
@@ -58,9 +61,11 @@ def record_eval(tr: Trainer, final: bool) -> None:
     # best is older, and replaying from it rewrites the same best again.
     tr.save_latest({**metrics, f"best_{headline}": tr.best[headline], "best_step": tr.best["step"]})
     tr.limits.save_seconds = max((time.perf_counter() - t) / (2 if improved else 1), 0.05)
-    tr.log({"event": "eval", **metrics, "best": improved, "final": final})
+    tr.log({"event": "eval", **metrics, "best": improved, "final": final,
+            **({"stopped_early": True} if tr.stopped_early else {})})
     tr.emit("eval", {**metrics, f"best_{headline}": tr.best[headline], "improved": improved, "final": final,
-                       "headline": headline})
+                       "headline": headline, "stale_evals": tr.stale_evals, "stopped_early": tr.stopped_early,
+                       "best_step": tr.best["step"]})
 
 def log_progress(tr: Trainer) -> None:
     train_loss = tr.guard.train_loss()
@@ -92,6 +97,7 @@ def finish(tr: Trainer, steps_before: int) -> TrainResult:
         "steps_this_run": tr.step - steps_before,
         "skipped_steps": tr.guard.skipped,
         "rollbacks": tr.guard.rollbacks,
+        "stopped_early": tr.stopped_early,  # the validation score stopped improving (--patience)
         "epochs": tr.step / tr.task.batches.windows_per_epoch,
         rate: tr.limits.items_seen / max(elapsed, 1e-9),
         f"train_{rate}": tr.limits.items_seen / max(time.perf_counter() - tr.limits.train_t0, 1e-9),

@@ -76,6 +76,7 @@ def resume_state(tr: Trainer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         "best": tr.best,
         "last_val": tr.last_val,
         "last_eval_step": tr.last_eval_step,
+        "stale_evals": tr.stale_evals,
         "rollbacks": g.rollbacks,
         "lr_factor": g.lr_factor,
         "skipped": g.skipped,
@@ -143,6 +144,7 @@ def restore(tr: Trainer, ck: Checkpoint) -> None:
         if tr.last_val and "loss" in tr.last_val:
             tr.last_val = {_OLD_LAST_VAL.get(k, k): v for k, v in tr.last_val.items()}
         tr.last_eval_step = int(r["last_eval_step"])
+        tr.stale_evals = int(r.get("stale_evals", 0))  # runs from before early stopping had none
         tr.guard.restore(r, t)
         parts = [t[f"hidden.{i}"] for i in range(int(r["hidden"]))]
         tr.task.restore_carried(parts, tr.rows, tr.device)

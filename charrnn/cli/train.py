@@ -40,6 +40,7 @@ def train(
     tokenizer: Annotated[Optional[TokenizerKind], typer.Option(help="char (the default): one token per character; bpe, unigram: SentencePiece subwords; word: SentencePiece words. Trained on the training split.", show_default=False, rich_help_panel="Tokenizer")] = None,
     vocab_size: VocabSizeOpt = None,
     tokenizer_file: Annotated[Optional[Path], typer.Option(help="Use this tokenizer instead of training one: a file from 'charrnn tokenizer train', a checkpoint or a run directory.", rich_help_panel="Tokenizer")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this language model run (--task lm): the task takes its tokenizer and its recurrent shape, and its embedding and recurrent layers (a classifier's forward direction; a conditioned generator's output layer too) start from the run's weights, the rest as usual (ULMFiT's transfer). Also fine-tunes a language model on new text (--task lm).", show_default=False, rich_help_panel="Transfer")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help=f"Parallel streams per step (B) [default: {_T.batch_size}, or 16 or 8 when the size is chosen and a smaller batch buys the steps a short run needs].", show_default=False, rich_help_panel="Optimisation")] = _T.batch_size,
     bptt: Annotated[int, typer.Option(min=1, help="Steps per truncated-BPTT window (T).", rich_help_panel="Optimisation")] = _T.bptt,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).", rich_help_panel="Optimisation")] = _T.lr,

@@ -132,6 +132,10 @@ class TrainingDisplay:
             if emb and d.get("resumed_from") is None:
                 self._log(f"charrnn: embeddings: {emb['found']:,} of {emb['vocab']:,} vocabulary entries found in "
                           f"{emb['file']}")
+            if d.get("init"):
+                i = d["init"]
+                self._log(f"charrnn: initialised from {i['from']}: {i['whole']} tensors whole, {i['part']} in their "
+                          f"leading block (--init)")
             if d.get("resumed_from") is not None:
                 self._log(f"resuming at step {d['resumed_from']:,}")
         elif event.kind == "progress":

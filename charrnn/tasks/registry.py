@@ -114,6 +114,9 @@ class TaskSpec:
     start_line: Callable[[dict[str, Any]], tuple[str, str]] | None = None
     done_line: Callable[[dict[str, Any]], tuple[str, str]] | None = None
     export: Callable[..., Any] | str | None = None  # (model, checkpoint, SideFiles) -> (graphs, JSON part), or None
+    # ``--init RUN`` (training/transfer.py): the name of the model's tensor that a language
+    # model's tensor becomes (None: not copied); a task without it does not take --init.
+    init_names: Callable[[str], str | None] | None = None
 
     @property
     def option_names(self) -> set[str]:
@@ -123,6 +126,8 @@ class TaskSpec:
         """Whether option ``name`` applies to this task."""
         if name in self.option_names:
             return True
+        if name == "init":
+            return self.init_names is not None
         if name in self.refuses:
             return False
         return name in COMMON or not any(name in t.option_names for t in all_tasks())

@@ -72,6 +72,7 @@ class Trainer:
         self.dtype = resolve_precision(cfg.precision, self.device)
         # How the model size was chosen (sizing.SizeChoice as a dict), kept in every checkpoint.
         self.sizing = sizing
+        self.init_report: dict[str, Any] | None = None
         if resume is not None:
             self.sizing = resume.sizing
             task.model_config = resume.model_config
@@ -112,6 +113,13 @@ class Trainer:
         cfg, task = self.cfg, self.task
         torch.manual_seed(cfg.seed)
         self.model = task.build_model(self.device)
+        init = getattr(task, "init_from", None)  # --init RUN: a language model's weights (transfer.py)
+        if init is not None:
+            from .transfer import copy_from
+
+            copied = copy_from(self.model, *init)
+            self.init_report = {"from": str(init[0].path), "whole": sum(v == "whole" for v in copied.values()),
+                                "part": sum(v == "part" for v in copied.values())}
         self.model.train()
         # What a step calls: the model itself, or its DDP wrapper that averages gradients.
         self.net: torch.nn.Module = self.model
@@ -281,7 +289,7 @@ class Trainer:
             "planned_steps": self.planned_steps, "time_budget": cfg.time_budget,
             "windows_per_epoch": self.task.batches.windows_per_epoch, "processes": self.world,
             "model_config": dataclasses.asdict(self.model.config), "resumed_from": self.resumed_from,
-            "sizing": self.sizing, "predicted_seconds": self.predicted_seconds,
+            "sizing": self.sizing, "predicted_seconds": self.predicted_seconds, "init": self.init_report,
         })
         if self.resumed_from is None:
             # Both checkpoints exist from the start: the run directory is loadable and

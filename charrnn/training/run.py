@@ -32,7 +32,7 @@ from .events import Event, TrainResult
 from .loop import Trainer
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-_OTHER = ("tokenizer", "vocab_size", "tokenizer_file", "val_file", "replace_invalid")  # data options of no config
+_OTHER = ("tokenizer", "vocab_size", "tokenizer_file", "val_file", "replace_invalid", "init")  # of no config
 
 
 def flag(name: str) -> str:
@@ -274,6 +274,31 @@ def _train_config(spec: TaskSpec, checkpoint: Checkpoint | None, out: Path, give
     return train_cfg
 
 
+def _init_source(spec: TaskSpec, given: dict[str, Any], checkpoint: Checkpoint | None) -> Checkpoint:
+    """The language model of ``--init RUN``, checked; the run takes its tokenizer and its
+    recurrent shape (``given`` is filled in with them)."""
+    from ..config import ModelConfig
+
+    if checkpoint is not None:
+        raise ConfigError("a resumed run keeps the weights it has: drop --init")
+    source = load_checkpoint(given["init"])
+    m = source.model_config
+    if not isinstance(m, ModelConfig):
+        raise ConfigError(f"--init {given['init']}: a {source.task} run; --init takes a language model's (--task lm)")
+    mine = [flag(n) for n in ("tokenizer", "vocab_size", "tokenizer_file") if n in given]
+    if mine:
+        raise ConfigError(f"--init brings the language model's tokenizer: drop {', '.join(mine)}")
+    given["tokenizer_file"] = Path(given["init"])
+    for name in ("cell", "layers", "hidden_size", "embedding_dim"):
+        if name not in spec.model_fields:
+            continue
+        if name in given and given[name] != getattr(m, name):
+            raise ConfigError(f"--init {given['init']} is a {m.layers}x{m.hidden_size} {m.cell.upper()} with embedding "
+                              f"{m.embedding_dim}: drop {flag(name)} or make it {getattr(m, name)}")
+        given[name] = getattr(m, name)
+    return source
+
+
 def check_out_free(dist, out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse, before any data is read, to start a new run over an existing one (or in a
     place that cannot be a run directory)."""
@@ -323,9 +348,12 @@ def run_task(task: str | None, corpus: list[str], given: dict[str, Any], *, out:
     if dist is not None:
         dist = distributed.use_device(dist, train_cfg.device)  # a resumed run keeps its device
     check_out_free(dist, out, resume, overwrite)  # say so before the data is prepared
+    init = _init_source(spec, given, checkpoint) if "init" in given else None
     setup = RunSetup(spec, list(corpus), given, train_cfg, checkpoint, dist, on_note, on_prepare)
     try:
         task_obj = spec.load("setup")(setup)
+        if init is not None:
+            task_obj.init_from = (init, spec.init_names)  # the Trainer copies it into the model it builds
         run_dir = open_run_dir(dist, out, overwrite, resume)
         result = Trainer(task_obj, setup.train_config, run_dir, on_event, t0, checkpoint, dist, setup.sizing).run()
     except CorpusTooSmallError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ def setup(run):
     # The run's own choices; the weights come from the checkpoint.
     return ClassifyTask(data, run.model_config(), cfg, balanced=state.class_weights == "balanced",
                         freeze=state.freeze_embeddings, embedding_report=state.embeddings)
+
+
+def init_names(name: str) -> str | None:
+    """A language model's tensor -> the classifier's: the embedding, and each recurrent
+    layer's into the forward direction of the same layer (the output layer is not used)."""
+    if name == "embedding.weight":
+        return name
+    match = re.fullmatch(r"rnn\.(\w+)_l(\d+)", name)
+    return f"layers.{match.group(2)}.0.{match.group(1)}_l0" if match else None
 
 
 def info_rows(ck) -> list[tuple[str, str]]:
@@ -90,6 +100,6 @@ SPEC = TaskSpec(
     fixed_on_resume=("embeddings", "freeze_embeddings", "class_weights"),
     train_defaults={"lr": 2e-3, "eval_interval": 500},  # measured on SST-2: benchmarks/sst2_classify.py
     default_epochs=3,  # with no limit given (a BiLSTM on SST-2 peaks on the test set within 2-3 epochs)
-    reads="one labelled file or folder", predict_options=("top_k",),
+    reads="one labelled file or folder", predict_options=("top_k",), init_names=init_names,
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:classify",
 )

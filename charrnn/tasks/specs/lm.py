@@ -85,5 +85,5 @@ SPEC = TaskSpec(
     model_kind="lm", config=ModelConfig, setup=setup, api="charrnn.api.lm:LanguageModel",
     model_fields=("cell", "layers", "hidden_size", "embedding_dim", "dropout", "tie_weights", *REGULARISATION),
     options=OPTIONS, reads="text files, '-' or registered corpora", one_file=False, sizes_model=True,
-    serves="completions", info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:lm",
+    serves="completions", init_names=lambda name: name, info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:lm",
 )

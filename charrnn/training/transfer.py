@@ -1,0 +1,43 @@
+"""Starting a task's model from a trained language model (``--init RUN``): the transfer
+step of ULMFiT (Howard and Ruder 2018), where a model pretrained to predict the next token
+of text becomes the first layers of a classifier or a generator.
+
+The task says which of the language model's tensors become which of its own
+(``TaskSpec.init_names``: a map of names); each is copied where the shapes agree, or in
+its leading block where the task's tensor is larger (a conditioned generator's embedding
+has rows for padding, SOS and EOS after the language model's tokens; its first layer
+reads the label embedding after the token's, so its input matrix has more columns; a
+bidirectional classifier's second layer reads both directions). The rest keeps its
+initialisation. The task takes the language model's tokenizer, so token ids agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..checkpoint import Checkpoint
+from ..errors import ConfigError
+
+
+def copy_from(model: nn.Module, source: Checkpoint, names: Callable[[str], str | None]) -> dict[str, str]:
+    """Copy ``source``'s weights into ``model`` by ``names``; returns {target name: "whole"
+    or "part"} for each tensor copied. A tensor that does not fit is a ConfigError."""
+    target = dict(model.named_parameters())
+    copied: dict[str, str] = {}
+    with torch.no_grad():
+        for name, value in source.weights.items():
+            to = names(name)
+            if to is None:
+                continue
+            if to not in target:
+                raise ConfigError(f"--init {source.path}: the model has no {to} for its {name}")
+            dst = target[to]
+            if value.dim() != dst.dim() or any(a > b for a, b in zip(value.shape, dst.shape)):
+                raise ConfigError(f"--init {source.path}: its {name} {tuple(value.shape)} does not fit the model's "
+                                  f"{to} {tuple(dst.shape)}")
+            dst[tuple(slice(0, n) for n in value.shape)] = value.to(dst.dtype)
+            copied[to] = "whole" if value.shape == dst.shape else "part"
+    return copied

@@ -1,0 +1,87 @@
+"""--init RUN (training/transfer.py): a task's model starts from a language model's
+weights: exactly the tensors its task names, whole or in their leading block; the rest as
+usual; mismatches refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import charrnn
+from charrnn.checkpoint import load_checkpoint
+from charrnn.errors import ConfigError
+from charrnn.training.transfer import copy_from
+
+HW = dict(threads=1, device="cpu", precision="fp32", progress=False)
+LM = dict(hidden_size=6, embedding_dim=5, layers=2, batch_size=4, bptt=8, max_steps=4, eval_interval=4, **HW)
+# One step with a vanishing learning rate: the saved model is the model as built and copied.
+STILL = dict(max_steps=1, lr=1e-12, weight_decay=0.0, warmup_steps=0, batch_size=4, eval_interval=1, **HW)
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    from conftest import TINY_TEXT
+
+    where = tmp_path_factory.mktemp("lm")
+    (where / "c.txt").write_text(TINY_TEXT, encoding="utf-8")
+    (where / "labelled.tsv").write_text(
+        "text\tlabel\n" + "".join(f"{line}\t{'a' if i % 2 else 'b'}\n" for i, line in enumerate(TINY_TEXT.splitlines())
+                                  if line.strip()), encoding="utf-8")
+    charrnn.train(where / "c.txt", out=where / "lm", **LM)
+    return where
+
+
+def test_a_classifier_takes_the_embedding_and_the_forward_layers(lm_run, tmp_path):
+    events = []
+    charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", out=tmp_path / "clf",
+                  on_event=events.append, **STILL)
+    lm, clf = load_checkpoint(lm_run / "lm"), load_checkpoint(tmp_path / "clf")
+    assert clf.model_config.hidden_size == 6 and clf.model_config.layers == 2 and clf.model_config.embedding_dim == 5
+    assert clf.tokenizer.state()[0] == lm.tokenizer.state()[0]  # the LM's tokenizer
+    w, c = lm.weights, clf.weights
+    close = dict(rtol=0, atol=1e-6)
+    torch.testing.assert_close(c["embedding.weight"], w["embedding.weight"], **close)
+    for k in (0, 1):
+        for part in ("weight_hh", "bias_ih", "bias_hh"):
+            torch.testing.assert_close(c[f"layers.{k}.0.{part}_l0"], w[f"rnn.{part}_l{k}"], **close)
+    torch.testing.assert_close(c["layers.0.0.weight_ih_l0"], w["rnn.weight_ih_l0"], **close)
+    # Layer 2 reads both directions (12 inputs): the LM's 6 columns are the forward ones.
+    torch.testing.assert_close(c["layers.1.0.weight_ih_l0"][:, :6], w["rnn.weight_ih_l1"], **close)
+    # The backward direction and the head are the classifier's own.
+    assert not torch.allclose(c["layers.0.1.weight_hh_l0"], w["rnn.weight_hh_l0"])
+    start = [e for e in events if e.kind == "start"][0].data["init"]
+    assert start["whole"] == 8 and start["part"] == 1  # embedding, layer 1 x 4, layer 2 x 3 whole; its input in part
+
+
+def test_a_conditioned_generator_takes_the_leading_blocks(lm_run, tmp_path):
+    charrnn.train(lm_run / "labelled.tsv", task="conditional", init=lm_run / "lm", out=tmp_path / "gen",
+                  label_dim=3, **STILL)
+    w, g = load_checkpoint(lm_run / "lm").weights, load_checkpoint(tmp_path / "gen").weights
+    v, e = w["embedding.weight"].shape
+    close = dict(rtol=0, atol=1e-6)
+    torch.testing.assert_close(g["embedding.weight"][:v], w["embedding.weight"], **close)  # + padding, SOS, EOS
+    torch.testing.assert_close(g["rnn.weight_ih_l0"][:, :e], w["rnn.weight_ih_l0"], **close)  # + the label's columns
+    torch.testing.assert_close(g["decoder.weight"][:v], w["decoder.weight"], **close)
+    torch.testing.assert_close(g["rnn.weight_hh_l1"], w["rnn.weight_hh_l1"], **close)
+
+
+def test_mismatches_are_one_line(lm_run, tmp_path):
+    with pytest.raises(ConfigError, match="drop --hidden-size or make it 6"):
+        charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", hidden_size=8,
+                      out=tmp_path / "a", **STILL)
+    with pytest.raises(ConfigError, match="tokenizer"):
+        charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", tokenizer="word",
+                      out=tmp_path / "b", **STILL)
+    with pytest.raises(ConfigError, match="--init: for --task"):
+        charrnn.train(lm_run / "labelled.tsv", task="tag", init=lm_run / "lm", out=tmp_path / "c", **STILL)
+    charrnn.train(lm_run / "labelled.tsv", task="classify", out=tmp_path / "clf", **STILL)
+    with pytest.raises(ConfigError, match="takes a language model"):
+        charrnn.train(lm_run / "labelled.tsv", task="classify", init=tmp_path / "clf", out=tmp_path / "d", **STILL)
+
+
+def test_a_tensor_that_does_not_fit_is_refused(lm_run):
+    lm = load_checkpoint(lm_run / "lm")
+    small = torch.nn.Module()
+    small.embedding = torch.nn.Embedding(2, 5)  # fewer rows than the LM's vocabulary
+    with pytest.raises(ConfigError, match="does not fit"):
+        copy_from(small, lm, lambda n: n if n == "embedding.weight" else None)

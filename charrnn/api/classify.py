@@ -57,6 +57,17 @@ class Classifier(Model):
         predicted = self.probabilities(texts).argmax(dim=-1).tolist()
         return report([index[g] for g in gold], predicted, self.labels)
 
+    def evaluate_file(self, path: str, text_column: str | None = None, label_column: str | None = None,
+                      **options: Any) -> ClassificationReport:
+        """``evaluate`` on the labelled examples of ``path`` (any layout training reads)."""
+        from ..text.labelled import read_labelled
+
+        examples = read_labelled(path, text_column, label_column)
+        try:
+            return self.evaluate([ex.text for ex in examples], [ex.label for ex in examples])
+        except CorpusError as e:
+            raise CorpusError(f"{path}: {e}") from None
+
     def prediction_record(self, result: list[tuple[str, float]]) -> dict[str, Any]:
         return {"label": result[0][0], "probability": result[0][1],
                 "top": [{"label": lab, "probability": p} for lab, p in result]}

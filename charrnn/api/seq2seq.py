@@ -186,6 +186,14 @@ class Seq2SeqModel(Model):
             ranked[i].append((text, mixed / max(length, 1) ** length_penalty))
         return [sorted(r, key=lambda t: t[1], reverse=True)[:n_best] for r in ranked]
 
+    def evaluate_file(self, path: str, beam: int = 0, **options: Any) -> Seq2SeqReport:
+        """``evaluate`` on a file of source<TAB>target pairs (a source on several lines has
+        several references)."""
+        from ..text.pairs import group_references, read_pairs
+
+        sources, references = group_references(read_pairs(path))
+        return self.evaluate(sources, references, beam=beam, **options)
+
     def prediction_record(self, result: list[tuple[str, float]]) -> dict[str, Any]:
         return {"output": result[0][0], "score": result[0][1],
                 "n_best": [{"output": o, "score": s} for o, s in result]}

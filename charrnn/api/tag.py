@@ -59,6 +59,14 @@ class SequenceTagger(Model):
         predicted = [[t for t, _ in sent] for sent in self.predict(tokens, batch_size)]
         return tag_report(gold, predicted, [self.unseen(s) for s in tokens], self.tags)
 
+    def evaluate_file(self, path: str, tag_column: str | None = None, **options: Any) -> TagReport:
+        """``evaluate`` on a CoNLL-U or token<TAB>tag file (its ``tag_column``, by default
+        the one the tagger was trained on)."""
+        from ..text.tagged import read_tagged
+
+        sentences = read_tagged(path, tag_column or self.tag_column)
+        return self.evaluate([s.tokens for s in sentences], [s.tags for s in sentences])
+
     def unknown_in(self, text: str) -> int:
         """Words of ``text`` (split at whitespace) never seen in training."""
         return sum(self.unseen(text.split()))

@@ -45,7 +45,6 @@ import difflib
 import enum
 import inspect
 import os
-import sys
 import types
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
@@ -55,13 +54,9 @@ import typer
 from .. import __version__
 from ..errors import CharrnnError, ConfigError
 from ..files import LATEST, atomic_write
-from ..training.runfile import toml_value
+from ..training.runfile import load_toml, toml_value
 from .completion import RUN_FILE
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10: the same parser, as a package (pyproject: tomli)
-    import tomli as tomllib
 
 META = "charrnn.runfile"  # ctx.meta key: (run file, its values by parameter name)
 NOT_IN_FILE = {
@@ -115,17 +110,7 @@ def _params(command) -> dict[str, Any]:
 def read(path: Path, command) -> dict[str, Any]:
     """The values of run file ``path`` by parameter name, checked against ``command``'s
     parameters (types, ranges, choices); every mistake is one ConfigError line."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such run file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a run file (the one a run keeps is {path / RUN_FILE})") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = load_toml(path)
     params = _params(command)
     hints = get_type_hints(inspect.unwrap(command.callback), include_extras=True)
     sections = {s for s in (_section(p) for p in params.values()) if s}

@@ -31,18 +31,26 @@ NOT_IN_FILE = ("config", "resume", "overwrite", "nproc")  # what to do this time
 NOT_SAVED = ("quiet", "json_out", "tensorboard")
 
 
-def read(path: str | Path) -> dict[str, Any]:
-    """The values of run file ``path`` by option name (sections flattened)."""
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML of run file ``path``; a missing, unreadable or invalid file is one ConfigError."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such run file") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a run file (the one a run keeps is {path / RUN_FILE})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """The values of run file ``path`` by option name (sections flattened)."""
+    path = Path(path)
+    data = load_toml(path)
     values: dict[str, Any] = {}
 
     def take(key: str, value: Any) -> None:

@@ -131,6 +131,12 @@ class TrainConfig:
     # Early stopping: end the run after this many evaluations in a row without a better
     # validation score (the best checkpoint is kept); None trains to the limit.
     patience: int | None = None
+    # Fine-tuning a model started from a language model (--init, ULMFiT): the learning rate
+    # of a layer is lr / layer_lr_decay ** (its distance from the top: the new layers); and
+    # with ``unfreeze`` > 0 only the top trains at first, one more layer every ``unfreeze``
+    # steps, from the top down. 1.0 and 0 leave every layer at lr from the start.
+    layer_lr_decay: float = 1.0
+    unfreeze: int = 0
     eval_interval: int = 500  # steps between validations
     log_interval: int = 10  # steps between progress reports (each costs one host sync)
     val_fraction: float = 0.1
@@ -161,6 +167,9 @@ class TrainConfig:
         check(math.isfinite(self.tar) and self.tar >= 0, f"tar must be >= 0, not {self.tar}")
         check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, not {self.max_steps}")
         check(self.epochs is None or self.epochs > 0, f"epochs must be > 0, not {self.epochs}")
+        check(math.isfinite(self.layer_lr_decay) and self.layer_lr_decay >= 1.0,
+              f"layer_lr_decay must be >= 1 (1 is off), not {self.layer_lr_decay}")
+        check(is_int(self.unfreeze) and self.unfreeze >= 0, f"unfreeze must be >= 0 steps (0 is off), not {self.unfreeze}")
         check(self.patience is None or (is_int(self.patience) and self.patience >= 1),
               f"patience must be a whole number of evaluations >= 1, not {self.patience}")
         check(

@@ -85,3 +85,53 @@ def test_a_tensor_that_does_not_fit_is_refused(lm_run):
     small.embedding = torch.nn.Embedding(2, 5)  # fewer rows than the LM's vocabulary
     with pytest.raises(ConfigError, match="does not fit"):
         copy_from(small, lm, lambda n: n if n == "embedding.weight" else None)
+
+
+def test_layer_learning_rates_and_unfreezing_step_by_step(lm_run, tmp_path, monkeypatch):
+    """--layer-lr-decay 2 --unfreeze 2 on a classifier started from a 2-layer LM: depths are
+    the embedding 0, the LM's layers 1 and 2, the classifier's own (head, backward
+    direction) 3; at step s a group at depth d trains at lr / 2 ** (3 - d) once
+    s >= (3 - d) * 2, before that at 0 (its weights do not move)."""
+    from charrnn.training import loop
+
+    seen = []
+    real = loop.Trainer.train_step
+
+    def spy(self):
+        seen.append((self.step, self.lr, sorted({(g["depth"], g["lr"]) for g in self.opt.param_groups})))
+        return real(self)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", spy)
+    opts = {**STILL, "lr": 1e-2, "max_steps": 7, "eval_interval": 100}
+    charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", out=tmp_path / "clf",
+                  layer_lr_decay=2.0, unfreeze=2, **opts)
+    assert [s for s, _, _ in seen] == list(range(7))
+    for step, lr, groups in seen:
+        want = [(d, 0.0 if step < (3 - d) * 2 else lr / 2 ** (3 - d)) for d in (0, 1, 2, 3)]
+        assert [d for d, _ in groups] == [0, 1, 2, 3]
+        for (d, got), (_, expected) in zip(groups, want):
+            assert got == pytest.approx(expected, rel=1e-12), (step, d)
+    # The embedding (depth 0) first trains at step 6: after 7 steps it moved, but only once.
+    lm, clf = load_checkpoint(lm_run / "lm", latest=True), load_checkpoint(tmp_path / "clf", latest=True)
+    assert not torch.equal(clf.weights["embedding.weight"], lm.weights["embedding.weight"])
+
+
+def test_the_fine_tuning_options_need_init(lm_run, tmp_path):
+    with pytest.raises(ConfigError, match="need --init"):
+        charrnn.train(lm_run / "labelled.tsv", task="classify", unfreeze=2, out=tmp_path / "x", **STILL)
+
+
+def test_a_frozen_layer_does_not_move(lm_run, tmp_path):
+    """Four steps (0-3) with --unfreeze 2: the embedding (depth 0, unfrozen at step 6) and
+    the LM's first layer (depth 1, at step 4) are still the language model's, bit for bit;
+    its second layer (depth 2, from step 2) and the classifier's head have trained."""
+    charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", out=tmp_path / "clf", unfreeze=2,
+                  **{**STILL, "lr": 1e-2, "max_steps": 4, "eval_interval": 100})
+    lm, clf = load_checkpoint(lm_run / "lm"), load_checkpoint(tmp_path / "clf", latest=True)
+    assert torch.equal(clf.weights["embedding.weight"], lm.weights["embedding.weight"])
+    assert torch.equal(clf.weights["layers.0.0.weight_hh_l0"], lm.weights["rnn.weight_hh_l0"])
+    assert not torch.equal(clf.weights["layers.1.0.weight_hh_l0"], lm.weights["rnn.weight_hh_l1"])
+    fresh = tmp_path / "fresh"
+    charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", out=fresh,
+                  **{**STILL, "max_steps": 1, "eval_interval": 100})
+    assert not torch.equal(clf.weights["head.weight"], load_checkpoint(fresh).weights["head.weight"])

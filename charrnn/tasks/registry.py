@@ -149,7 +149,7 @@ COMMON = frozenset({
     "cell", "layers", "hidden_size", "embedding_dim", "dropout", "tokenizer", "vocab_size", "tokenizer_file",
     "val_file", "replace_invalid", "batch_size", "bptt", "lr", "warmup_steps", "min_lr_ratio", "weight_decay",
     "grad_clip", "seed", "rollback_after", "max_rollbacks", "rollback_lr_factor", "max_steps", "epochs",
-    "time_budget", "patience", "val_fraction", "val_max_chars", "device", "precision", "threads", "eval_interval",
+    "time_budget", "patience", "layer_lr_decay", "unfreeze", "val_fraction", "val_max_chars", "device", "precision", "threads", "eval_interval",
     "log_interval",
 })
 

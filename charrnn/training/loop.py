@@ -43,6 +43,7 @@ from .distributed import DistContext
 from .events import Event, TrainResult
 from .guard import DivergenceGuard
 from .optim import make_optimizer
+from .transfer import scales
 from .schedule import Limits, lr_at, planned_steps
 
 
@@ -114,10 +115,13 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = task.build_model(self.device)
         init = getattr(task, "init_from", None)  # --init RUN: a language model's weights (transfer.py)
+        self.depths: dict[str, int] | None = None
         if init is not None:
-            from .transfer import copy_from
+            from .transfer import copy_from, depths
 
             copied = copy_from(self.model, *init)
+            if cfg.layer_lr_decay != 1.0 or cfg.unfreeze:
+                self.depths = depths(self.model, *init)
             self.init_report = {"from": str(init[0].path), "whole": sum(v == "whole" for v in copied.values()),
                                 "part": sum(v == "part" for v in copied.values())}
         self.model.train()
@@ -130,7 +134,8 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
             if self.dist.rank:  # own dropout masks
                 torch.manual_seed(cfg.seed + state.RANK_SEED_STRIDE * self.dist.rank)
-        self.opt, self.fused = make_optimizer(self.model, cfg, task.no_decay(self.model))
+        self.opt, self.fused = make_optimizer(self.model, cfg, task.no_decay(self.model), self.depths)
+        self.top = max(self.depths.values()) if self.depths else 0
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
         # Divergence checks read a device flag: every step on the CPU (free there) or
         # without the fused optimizer (the step must be skipped on the host), else at
@@ -319,7 +324,8 @@ class Trainer:
                 break
             self.lr = lr_at(cfg, self.step, self.limits.progress(self.step, now)) * self.guard.lr_factor
             for g in self.opt.param_groups:
-                g["lr"] = self.lr
+                g["lr"] = self.lr if "depth" not in g else self.lr * scales(g["depth"], self.top, self.step,
+                                                                            cfg.layer_lr_decay, cfg.unfreeze)
             self.train_step()
             log_now = self.step % cfg.log_interval == 0 or self.step == self.planned_steps
             if log_now or self.step % self.check_every == 0:

@@ -349,6 +349,8 @@ def run_task(task: str | None, corpus: list[str], given: dict[str, Any], *, out:
         dist = distributed.use_device(dist, train_cfg.device)  # a resumed run keeps its device
     check_out_free(dist, out, resume, overwrite)  # say so before the data is prepared
     init = _init_source(spec, given, checkpoint) if "init" in given else None
+    if init is None and checkpoint is None and (train_cfg.layer_lr_decay != 1.0 or train_cfg.unfreeze):
+        raise ConfigError("--layer-lr-decay and --unfreeze order the layers of a language model: they need --init RUN")
     setup = RunSetup(spec, list(corpus), given, train_cfg, checkpoint, dist, on_note, on_prepare)
     try:
         task_obj = spec.load("setup")(setup)

@@ -13,6 +13,7 @@ initialisation. The task takes the language model's tokenizer, so token ids agre
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import torch
@@ -20,6 +21,29 @@ from torch import nn
 
 from ..checkpoint import Checkpoint
 from ..errors import ConfigError
+
+
+def depths(model: nn.Module, source: Checkpoint, names: Callable[[str], str | None]) -> dict[str, int]:
+    """Each parameter's depth for discriminative learning rates and gradual unfreezing: the
+    embedding 0, the language model's recurrent layer k k + 1, everything the language model
+    did not give (the task's own head, a backward direction) the top, layers + 1."""
+    top = source.model_config.layers + 1
+    out = {name: top for name, _ in model.named_parameters()}
+    for name in source.weights:
+        to = names(name)
+        if to in out:
+            match = re.search(r"_l(\d+)$", name)
+            out[to] = 0 if name.startswith("embedding") else (int(match.group(1)) + 1 if match else top)
+    return out
+
+
+def scales(depth: int, top: int, step: int, layer_lr_decay: float, unfreeze: int) -> float:
+    """The factor of the learning rate of a layer at ``depth`` at ``step``: lr / decay **
+    (top - depth), or 0 while gradual unfreezing has not reached it (the top trains from
+    step 0, the next layer down from step ``unfreeze``, and so on)."""
+    if unfreeze and step < (top - depth) * unfreeze:
+        return 0.0
+    return layer_lr_decay ** -(top - depth)
 
 
 def copy_from(model: nn.Module, source: Checkpoint, names: Callable[[str], str | None]) -> dict[str, str]:

@@ -81,7 +81,8 @@ def train(
     --batch-size streams or examples; the first one writes the run directory and shows progress."""
     from ..display.progress import TrainingDisplay
     from ..training import distributed
-    from ..training.run import default_out, launch, run_task, start_time
+    from ..training.launch import launch, start_time
+    from ..training.run import default_out, run_task
     from .tensorboard import check as check_tensorboard, events_to
 
     t0 = start_time(state.command_start)

@@ -3,8 +3,6 @@ better validation score, says so, keeps its best checkpoint, and resumes exactly
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 

@@ -82,8 +82,7 @@ def markdown(app: Any = None) -> str:
     import typer
 
     if app is None:
-        from . import app as app_module  # noqa: F401  (every command registers itself on import)
-        from .. import cli  # noqa: F401
+        from .. import cli  # noqa: F401  (importing the package registers every command on the app)
         from .app import app
     root = typer.main.get_command(app)
     out = ["# Command-line reference", "",

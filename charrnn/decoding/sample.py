@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 
+import numpy as np
 import torch
 
 from ..config import SampleConfig
@@ -22,6 +23,102 @@ from ..models.lm import RNNLanguageModel
 from .controls import Controls
 from .step import DecoderStep, StepRunner, read_prime
 from .text import Generation, MakeDetokenizer, StopMatcher, TokenText, detokenizers, kept_tokens
+
+
+class Uniforms:
+    """Each row's uniform random numbers (float64), drawn from its own generator (seed +
+    row) in chunks: row i's numbers do not depend on how many rows the batch has."""
+
+    def __init__(self, seed: int | None, n: int, chunk: int, device: torch.device):
+        self.gens = [make_generator(None if seed is None else seed + i, device) for i in range(n)]
+        self.chunk, self.device = chunk, device
+        self.block = torch.empty(n, 0, device=device)
+        self.k = 0
+
+    def _advance(self) -> int:
+        """The column of the next numbers (a new block drawn when this one is used up)."""
+        if self.k == self.block.shape[1]:
+            self.block = torch.stack([torch.rand(self.chunk, generator=g, device=self.device, dtype=torch.float64)
+                                      for g in self.gens])
+            self.block_np = self.block.numpy() if self.device.type == "cpu" else None
+            self.k = 0
+        self.k += 1
+        return self.k - 1
+
+    def next(self) -> torch.Tensor:
+        """The next number of every row, (N, 1)."""
+        k = self._advance()
+        return self.block[:, k : k + 1]
+
+    def next_np(self) -> np.ndarray:
+        """``next`` as a numpy vector (N,), on a CPU."""
+        k = self._advance()
+        return self.block_np[:, k]
+
+
+def _draw(scores: torch.Tensor, logp_all: torch.Tensor, controls: Controls, greedy: bool, unis: Uniforms,
+          vocab: int) -> tuple[list[int], list[float], torch.Tensor]:
+    """The next token of every row from ``scores`` (any device): its id, its
+    log-probability under the model, and the ids as a tensor. The draw inverts the CDF of
+    the sampling distribution at the row's next uniform number."""
+    probs = None
+    if greedy:
+        nxt = torch.argmax(scores, dim=-1)
+    else:
+        probs = torch.softmax(controls.sampling(scores), dim=-1)
+        cdf = torch.cumsum(probs, dim=-1, dtype=torch.float64)
+        nxt = torch.searchsorted(cdf, unis.next() * cdf[:, -1:]).view(-1).clamp_(max=vocab - 1)
+    # One host transfer per step: the tokens, their log-probabilities and (sampling)
+    # their probabilities (small ops and transfers are most of a step's cost at batch 1).
+    picked = [nxt.double(), logp_all.gather(1, nxt.view(-1, 1)).view(-1).double()]
+    if probs is not None:
+        picked.append(probs.gather(1, nxt.view(-1, 1)).view(-1).double())
+    host = torch.stack(picked).tolist()
+    if probs is not None and min(host[2]) <= 0:
+        # A draw can land on a zero-probability token only at a float boundary: step
+        # back to the nearest allowed one.
+        bad = torch.tensor([p <= 0 for p in host[2]], device=probs.device)
+        nxt = torch.where(bad, torch.argmax(probs, dim=-1), nxt)
+        host = [nxt.tolist(), logp_all.gather(1, nxt.view(-1, 1)).view(-1).tolist()]
+    return [int(t) for t in host[0]], host[1], nxt
+
+
+def plain_controls(cfg: SampleConfig, controls: Controls, vocab: int) -> bool:
+    """Whether the controls of a run do no more than ban ids and scale by temperature (the
+    defaults): then ``draw_plain`` chooses."""
+    return (controls.stateless and (cfg.top_k is None or cfg.top_k >= vocab) and (cfg.top_p is None or cfg.top_p >= 1)
+            and not cfg.min_p)
+
+
+def draw_plain(logits: torch.Tensor, ban: np.ndarray, allowed: np.ndarray | None, cfg: SampleConfig, unis: Uniforms | None,
+               vocab: int) -> tuple[list[int], list[float]]:
+    """``_draw`` for float32 logits on a CPU under ``plain_controls``, in numpy and float64:
+    the same rule (the CDF of the sampling distribution inverted at the row's uniform
+    number; greedy: the first best allowed token) in a few calls instead of a dozen torch
+    calls, which at one row would cost half as much again as the step's own products. The
+    probabilities are computed in float64 instead of float32, so a draw can differ from
+    ``_draw``'s only where the uniform number falls within float32 rounding of a boundary.
+    ``ban``: 0 for allowed ids, -inf for banned ones (V,); ``allowed``: 1.0 and 0.0 (None
+    when nothing is banned)."""
+    z = logits.numpy().astype(np.float64)  # (N, V)
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    lse = np.log(e.sum(axis=1)) + m[:, 0]  # the model's log-normaliser (no bans)
+    if unis is None:  # greedy
+        ids = (z + ban).argmax(axis=1).tolist()
+    else:
+        weights = e * allowed if allowed is not None else e
+        cdf = weights.cumsum(axis=1) if cfg.temperature == 1.0 else None
+        if cdf is None or not cdf[:, -1].all():  # (or every allowed weight underflowed)
+            scaled = z + ban
+            weights = np.exp((scaled - scaled.max(axis=1, keepdims=True)) / cfg.temperature)
+            cdf = weights.cumsum(axis=1)
+        target = unis.next_np() * cdf[:, -1]
+        ids = [min(int(c.searchsorted(t)), vocab - 1) for c, t in zip(cdf, target)]
+        for r, i in enumerate(ids):
+            if weights[r, i] <= 0:  # only at a float boundary: the likeliest allowed token
+                ids[r] = int(weights[r].argmax())
+    return ids, [float(z[r, i] - lse[r]) for r, i in enumerate(ids)]
 
 
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
@@ -112,9 +209,11 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
     controls = Controls(cfg, history, banned, n, vocab, device)
     blocker = controls.blocker
     tokens = torch.full((n,), first, dtype=torch.long, device=device)
-    gens = [make_generator(None if cfg.seed is None else cfg.seed + i, device) for i in range(n)]
-    chunk = max(1, min(length, 1024))
-    uniforms = torch.empty(n, 0, device=device)
+    plain = device.type == "cpu" and plain_controls(cfg, controls, vocab)
+    ban = np.zeros(vocab)
+    ban[controls.ban.cpu().numpy()] = -np.inf
+    allowed = (ban == 0).astype(np.float64) if controls.ban.numel() else None
+    unis = Uniforms(cfg.seed, n, max(1, min(length, 1024)), device)
     out_tokens: list[list[int]] = [[] for _ in range(n)]
     # The log-probability of a row is a running sum; the last few terms are kept apart so
     # that tokens cut off by a stop string can be taken out again. Memory stays constant
@@ -136,46 +235,25 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
                     done[r], reasons[r] = True, "time"
             break
         logits = runner.step(tokens)
-        logp_all = torch.log_softmax(logits, dim=-1)  # the model's own scores
-        scores = controls.scores(logits)
-        if blocker is not None:
-            # A row whose every continuation is banned has nowhere to go: it ends.
-            stuck = torch.isneginf(scores).all(dim=-1)
-            for r in stuck.nonzero().view(-1).tolist():
-                if not done[r]:
-                    done[r], reasons[r] = True, "blocked"
-            if all(done):
-                break
-            scores[stuck] = 0.0  # keep finished rows computable
-        probs = None
-        if cfg.greedy:
-            nxt = torch.argmax(scores, dim=-1)
+        if plain and logits.dtype == torch.float32:
+            ids, step_logps = draw_plain(logits, ban, allowed, cfg, None if cfg.greedy else unis, vocab)
+            nxt = torch.from_numpy(np.array(ids, dtype=np.int64))
         else:
-            probs = torch.softmax(controls.sampling(scores), dim=-1)
-            if uniforms.shape[1] == 0:
-                # Each row's own generator, drawn in chunks: row i's numbers do not depend
-                # on how many rows the batch has.
-                uniforms = torch.stack([torch.rand(chunk, generator=g, device=device, dtype=torch.float64) for g in gens])
-            u = uniforms[:, :1]
-            uniforms = uniforms[:, 1:]
-            cdf = torch.cumsum(probs, dim=-1, dtype=torch.float64)
-            nxt = torch.searchsorted(cdf, u * cdf[:, -1:]).view(-1).clamp_(max=vocab - 1)
-        # One host transfer per step: the tokens, their log-probabilities and (sampling)
-        # their probabilities (small ops and transfers are most of a step's cost at batch 1).
-        picked = [nxt.double(), logp_all.gather(1, nxt.view(-1, 1)).view(-1).double()]
-        if probs is not None:
-            picked.append(probs.gather(1, nxt.view(-1, 1)).view(-1).double())
-        host = torch.stack(picked).tolist()
-        if probs is not None and min(host[2]) <= 0:
-            # A draw can land on a zero-probability token only at a float boundary: step
-            # back to the nearest allowed one.
-            bad = torch.tensor([p <= 0 for p in host[2]], device=device)
-            nxt = torch.where(bad, torch.argmax(probs, dim=-1), nxt)
-            host = [nxt.tolist(), logp_all.gather(1, nxt.view(-1, 1)).view(-1).tolist()]
-        ids = [int(t) for t in host[0]]
-        step_logps = host[1]
+            logp_all = torch.log_softmax(logits, dim=-1)  # the model's own scores
+            scores = controls.scores(logits)
+            if blocker is not None:
+                # A row whose every continuation is banned has nowhere to go: it ends.
+                stuck = torch.isneginf(scores).all(dim=-1)
+                for r in stuck.nonzero().view(-1).tolist():
+                    if not done[r]:
+                        done[r], reasons[r] = True, "blocked"
+                if all(done):
+                    break
+                scores[stuck] = 0.0  # keep finished rows computable
+            ids, step_logps, nxt = _draw(scores, logp_all, controls, cfg.greedy, unis, vocab)
         tokens = nxt
-        controls.push(nxt, ids, [not d for d in done])
+        if not controls.stateless:
+            controls.push(nxt, ids, [not d for d in done])
         for r, t in enumerate(ids):
             if done[r]:
                 continue

@@ -7,7 +7,7 @@
    calls the same model's nn.LSTM once per character under torch.inference_mode, then softmax
    and torch.multinomial. Same model, same threads, same run.
 2. Beam search with K = 8 against greedy decoding: seconds per generated token, the two
-   timed in alternating rounds.
+   timed in alternating rounds; and where a beam step's time goes (torch.profiler).
 3. Peak RSS of `charrnn sample` generating 10,000 and 100,000 characters (separate
    processes, stdout to /dev/null).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record  # noqa: E402
+from _common import command_line, record  # noqa: E402
 
 from charrnn.checkpoint import save_checkpoint  # noqa: E402
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
@@ -69,11 +69,43 @@ def peak_rss_mb(run_dir: str, n: int, threads: int) -> float:
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout)
 
 
+PRODUCTS = {"aten::addmm", "aten::addmm_", "aten::addmv", "aten::addmv_", "aten::mm", "aten::mv", "mkl::_mkl_linear"}
+STEP_ELEMENTWISE = {"aten::sigmoid_", "aten::tanh_", "aten::tanh", "aten::mul_", "aten::addcmul_", "aten::sub_",
+                    "aten::add_", "aten::copy_", "aten::index_select"}
+
+
+def beam_time_split(model, prime, kw, n: int) -> dict[str, float]:
+    """Where a beam step's time goes, microseconds per step: the products, the step's
+    elementwise work (gates, state copies, the embedding or table lookup and the beam
+    reorder's copies), and the rest (log-softmax, top-k, the hypotheses' bookkeeping, and
+    Python). Ops by torch.profiler's self CPU time, the rest as wall time minus both; the
+    profiler's own cost inflates every part a little."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = SampleConfig(length=n, beam=8)
+    beam_search(model, prime, cfg, **kw)  # warm
+    t = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        beam_search(model, prime, cfg, **kw)
+    wall = time.perf_counter() - t
+    parts = {"products": 0.0, "elementwise": 0.0}
+    for ev in prof.key_averages():
+        name = ev.key
+        if name in PRODUCTS:
+            parts["products"] += ev.self_cpu_time_total
+        elif name in STEP_ELEMENTWISE:
+            parts["elementwise"] += ev.self_cpu_time_total
+    parts = {k: v / n for k, v in parts.items()}  # profiler times are in microseconds
+    parts["bookkeeping"] = wall * 1e6 / n - parts["products"] - parts["elementwise"]
+    return parts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--chars", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=7, help="alternating greedy/beam rounds")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -94,6 +126,7 @@ def main() -> None:
         greedy_times.append(best_of(lambda: sample(model, prime, SampleConfig(length=n, greedy=True), **kw), 1))
         beam_times.append(best_of(lambda: beam_search(model, prime, SampleConfig(length=n, beam=8), **kw), 1))
     t_greedy, t_beam = statistics.median(greedy_times), statistics.median(beam_times)
+    split = beam_time_split(model, prime, kw, min(n, 1000))
 
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(f"{tmp}/best.safetensors", model, TrainConfig(), tok)
@@ -108,15 +141,19 @@ def main() -> None:
         f"| **charrnn / plain loop** | **{speed_ratio:.2f}x** (target >= 2) |",
         f"| greedy, ms per token (median of {args.rounds} rounds) | {1000 * t_greedy / n:.3f} |",
         f"| beam K=8, ms per token (median of {args.rounds} rounds) | {1000 * t_beam / n:.3f} |",
-        f"| **beam K=8 / greedy** (median of the rounds' ratios) | **{beam_ratio:.2f}x** (target <= 2.5) |",
+        f"| **beam K=8 / greedy** (median of the rounds' ratios) | **{beam_ratio:.2f}x** (target <= 2.0) |",
+        f"| a beam step under torch.profiler, us: products / step elementwise / the rest | "
+        f"{split['products']:.0f} / {split['elementwise']:.0f} / {split['bookkeeping']:.0f} |",
         f"| peak RSS, `charrnn sample -n 10000` | {rss[10_000]:.1f} MB |",
         f"| peak RSS, `charrnn sample -n 100000` | {rss[100_000]:.1f} MB ({rss[100_000] - rss[10_000]:+.1f} MB) |",
     ]
     record(f"Generation speed and memory (2x256 LSTM, {args.threads} threads, {n} chars)",
-           f"python benchmarks/sampling.py --threads {args.threads} --chars {n}", "\n".join(rows),
+           command_line(), "\n".join(rows),
            {"benchmark": "sampling", "threads": args.threads, "chars": n, "plain_chars_per_sec": n / t_plain,
             "charrnn_chars_per_sec": n / t_ours, "speed_ratio": speed_ratio, "greedy_ms_per_token": 1000 * t_greedy / n,
-            "beam8_ms_per_token": 1000 * t_beam / n, "beam_to_greedy": beam_ratio, "peak_rss_mb": rss})
+            "beam8_ms_per_token": 1000 * t_beam / n, "beam_to_greedy": beam_ratio, "beam_step_split_us": split,
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(), "peak_rss_mb": rss},
+           write=not args.no_write)
 
 
 if __name__ == "__main__":

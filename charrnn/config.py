@@ -264,6 +264,7 @@ class SampleConfig:
     beam: int = 0  # 0: no beam search; K >= 1: beam search with K beams (1 is greedy)
     length_penalty: float = 1.0  # beam scores are divided by length ** length_penalty
     num_return: int = 1  # beam search: how many of the best finished hypotheses to return
+    engine: str = "auto"  # a language model's step: "torch", "onnx" or "auto" (decoding/engines.py)
 
     def __post_init__(self) -> None:
         check(self.length is None or self.length >= 0, f"length must be >= 0, not {self.length}")
@@ -292,6 +293,7 @@ class SampleConfig:
             f"length_penalty must be >= 0, not {self.length_penalty}",
         )
         check(self.num_return >= 1, f"num_return must be >= 1, not {self.num_return}")
+        check(self.engine in ("auto", "torch", "onnx"), f"engine must be auto, torch or onnx, not {self.engine!r}")
         if self.beam:
             check(self.num_return <= self.beam, f"num_return ({self.num_return}) cannot exceed beam ({self.beam})")
             check(self.num_samples == 1, "num_samples does not apply to beam search (use num_return)")

@@ -37,6 +37,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never write into the working tree, never use the user's cache."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CHARRNN_CACHE", raising=False)
     if SHARED_CORPORA.is_dir():
         monkeypatch.setenv("CHARRNN_CORPORA", str(SHARED_CORPORA))
     else:

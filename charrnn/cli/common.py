@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
+import warnings
 from enum import Enum, EnumMeta
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -59,6 +61,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Engine(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -72,6 +80,7 @@ CheckpointArg = Annotated[
 ]
 LatestOpt = Annotated[bool, typer.Option("--latest", help="Use the run directory's latest checkpoint instead of its best.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto uses CUDA when torch sees a GPU.", rich_help_panel="Hardware")]
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="What computes a language model's step on the CPU: charrnn's own (torch), ONNX Runtime (onnx: needs the onnx extra; the first run traces and caches the model's graph), or auto: onnx where it was measured faster on this machine and the graph is cached, else torch.", rich_help_panel="Hardware")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice, or OMP_NUM_THREADS).", rich_help_panel="Hardware")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.", rich_help_panel="Output")]
 EnsembleOpt = Annotated[Optional[list[Path]], typer.Option(help="Decode with this encoder-decoder run too (repeat for more; the same data and tokenizers, e.g. other --seed): the models' probabilities are averaged.", rich_help_panel="Sequence to sequence")]
@@ -110,6 +119,25 @@ TokenizerFileOpt = Annotated[
 
 def warn(message: str) -> None:
     err.print(f"charrnn: warning: {message}", style="yellow", markup=False, highlight=False)
+
+
+@contextlib.contextmanager
+def warnings_as_lines(*categories: type[Warning]):
+    """Warnings of ``categories`` raised by the core inside the block are printed as they
+    happen, each as one warning line on stderr (not Python's two-line form)."""
+    previous = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if issubclass(category, categories):
+            warn(str(message))
+        else:
+            previous(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def quiet_stdout() -> None:

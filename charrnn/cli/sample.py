@@ -11,8 +11,9 @@ import typer
 from ..config import DEFAULT_LENGTH, SampleConfig
 from ..errors import ConfigError
 from .app import app
-from .common import (_S, CheckpointArg, Device, DeviceOpt, flag, JsonOpt, LatestOpt, print_json, quiet_stdout,
-                     ReplaceOpt, require_language_model, set_threads, ThreadsOpt, warn)
+from .common import (_S, CheckpointArg, Device, DeviceOpt, Engine, EngineOpt, flag, JsonOpt, LatestOpt, print_json,
+                     quiet_stdout, ReplaceOpt, require_language_model, set_threads, ThreadsOpt, warn,
+                     warnings_as_lines)
 
 
 def _read_prime(prime: str | None, prime_file: str | None, replace_invalid: bool) -> str:
@@ -54,6 +55,7 @@ def sample(
     num_return: Annotated[int, typer.Option(help="How many of the best hypotheses to print.", rich_help_panel="Beam search")] = _S.num_return,
     latest: LatestOpt = False,
     device: DeviceOpt = Device.auto,
+    engine: EngineOpt = Engine.auto,
     threads: ThreadsOpt = None,
     replace_invalid: ReplaceOpt = False,
     json_out: JsonOpt = False,
@@ -74,12 +76,15 @@ def sample(
         flag, length=length, max_chars=max_chars, temperature=temperature, greedy=greedy, top_k=top_k, top_p=top_p,
         min_p=min_p, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, stop=tuple(stop or ()),
         max_time=max_time, seed=seed, num_samples=num_samples, beam=beam, length_penalty=length_penalty,
-        num_return=num_return,
+        num_return=num_return, engine=engine.value,
     )
     from ..api import load
+    from ..decoding.engines import EngineFallback
 
     lm = load(checkpoint, device=device.value, latest=latest)
     if _is_conditional(lm):
+        if engine is Engine.onnx:
+            warn("--engine onnx is for language models; a label-conditioned model steps through its own module")
         _sample_conditional(lm, checkpoint, label, unique, novel, _read_prime(prime, prime_file, replace_invalid),
                             echo_prime, config, "\n" if separator is None else separator, json_out)
         return
@@ -96,25 +101,26 @@ def sample(
     out = sys.stdout
     t = time.perf_counter()
     try:
-        if json_out or config.beam or config.num_samples > 1:
-            results = lm.sample(prime_text, config)
-            secs = time.perf_counter() - t
-            if json_out:
-                tokens = sum(len(g.tokens) for g in results)
-                print_json({"prime": prime_text, "text": results[0].text, "samples": [g.as_dict() for g in results],
-                             "tokens": tokens, "seconds": secs, "tokens_per_sec": tokens / secs if secs > 0 else None})
+        with warnings_as_lines(EngineFallback):
+            if json_out or config.beam or config.num_samples > 1:
+                results = lm.sample(prime_text, config)
+                secs = time.perf_counter() - t
+                if json_out:
+                    tokens = sum(len(g.tokens) for g in results)
+                    print_json({"prime": prime_text, "text": results[0].text, "samples": [g.as_dict() for g in results],
+                                 "tokens": tokens, "seconds": secs, "tokens_per_sec": tokens / secs if secs > 0 else None})
+                    return
+                out.write(separator.join(head + g.text for g in results) + "\n")
+                out.flush()
                 return
-            out.write(separator.join(head + g.text for g in results) + "\n")
+            # One sample: stream it as it is generated.
+            out.write(head)
             out.flush()
-            return
-        # One sample: stream it as it is generated.
-        out.write(head)
-        out.flush()
-        for piece in lm.stream(prime_text, config):
-            out.write(piece)
+            for piece in lm.stream(prime_text, config):
+                out.write(piece)
+                out.flush()
+            out.write("\n")
             out.flush()
-        out.write("\n")
-        out.flush()
     except BrokenPipeError:
         quiet_stdout()
 

@@ -48,7 +48,7 @@ def beam_search(
 def _beam(model, prime, cfg: SampleConfig, make: MakeDetokenizer, start_id, banned) -> list[Generation]:
     if cfg.max_tokens == 0 or cfg.max_chars == 0:
         return [Generation("", [], 0.0, "length", 0.0)]
-    runner, history, first = lm_start(model, prime, start_id, cfg.beam)
+    runner, history, first = lm_start(model, prime, start_id, cfg.beam, cfg.engine)
     return beam_steps(runner, history, first, cfg, make, banned)
 
 

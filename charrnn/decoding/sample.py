@@ -21,7 +21,8 @@ import torch
 from ..config import SampleConfig
 from ..models.lm import RNNLanguageModel
 from .controls import Controls
-from .step import DecoderStep, StepRunner, read_prime
+from .engines import make_step
+from .step import DecoderStep, read_prime
 from .text import Generation, MakeDetokenizer, StopMatcher, TokenText, detokenizers, kept_tokens
 
 
@@ -178,17 +179,18 @@ def iter_sample(
         model.train(was_training)
 
 
-def lm_start(model: RNNLanguageModel, prime: torch.Tensor, start_id: int, rows: int) -> tuple[StepRunner, list[int], int]:
+def lm_start(model: RNNLanguageModel, prime: torch.Tensor, start_id: int, rows: int,
+             engine: str = "auto") -> tuple[DecoderStep, list[int], int]:
     """The language model's step for ``rows`` rows after reading ``prime``: (step, the
-    prime's ids, the first token to feed)."""
+    prime's ids, the first token to feed). The step is ``engine``'s (decoding/engines.py)."""
     prime, state, first = read_prime(model, prime, start_id)
-    runner = StepRunner(model, pack=True)  # the same rows for the whole run
+    runner = make_step(model, rows, engine, pack=True)  # the same rows for the whole run
     runner.start(state, rows)
     return runner, prime.tolist(), first
 
 
 def _sample(model, prime, cfg: SampleConfig, make: MakeDetokenizer, start_id, banned):
-    runner, history, first = lm_start(model, prime, start_id, cfg.num_samples)
+    runner, history, first = lm_start(model, prime, start_id, cfg.num_samples, cfg.engine)
     return (yield from sample_steps(runner, history, first, cfg, make, banned))
 
 

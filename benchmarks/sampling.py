@@ -7,7 +7,7 @@
    calls the same model's nn.LSTM once per character under torch.inference_mode, then softmax
    and torch.multinomial. Same model, same threads, same run.
 2. Beam search with K = 8 against greedy decoding: seconds per generated token, the two
-   timed in alternating rounds; and where a beam step's time goes (torch.profiler).
+   timed in alternating rounds; and where a beam step's time goes (``beam_time_split``).
 3. Peak RSS of `charrnn sample` generating 10,000 and 100,000 characters (separate
    processes, stdout to /dev/null).
 """
@@ -69,35 +69,43 @@ def peak_rss_mb(run_dir: str, n: int, threads: int) -> float:
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout)
 
 
-PRODUCTS = {"aten::addmm", "aten::addmm_", "aten::addmv", "aten::addmv_", "aten::mm", "aten::mv", "mkl::_mkl_linear"}
-STEP_ELEMENTWISE = {"aten::sigmoid_", "aten::tanh_", "aten::tanh", "aten::mul_", "aten::addcmul_", "aten::sub_",
-                    "aten::add_", "aten::copy_", "aten::index_select"}
+def beam_time_split(model, prime, kw, n: int, rounds: int = 5) -> dict[str, float]:
+    """Where a beam step's time goes, microseconds per step (medians of ``rounds``): the
+    step's products alone (the same calls on the same shapes as the step makes), the rest
+    of the decoder step of 8 rows (gates, state copies, the input lookup: "elementwise"),
+    and the rest of a beam search step (log-softmax, top-k, the beam reorder, the
+    hypotheses' bookkeeping in Python)."""
+    from charrnn.decoding.engines import make_step
 
+    step = make_step(model, 8, "torch")
+    step.start(None, 8)
+    tokens = torch.randint(0, model.config.vocab_size, (8,))
+    x = [torch.randn(8, w.shape[0]) for w in step.w]
+    h = torch.randn(8, model.config.hidden_size)
 
-def beam_time_split(model, prime, kw, n: int) -> dict[str, float]:
-    """Where a beam step's time goes, microseconds per step: the products, the step's
-    elementwise work (gates, state copies, the embedding or table lookup and the beam
-    reorder's copies), and the rest (log-softmax, top-k, the hypotheses' bookkeeping, and
-    Python). Ops by torch.profiler's self CPU time, the rest as wall time minus both; the
-    profiler's own cost inflates every part a little."""
-    from torch.profiler import ProfilerActivity, profile
+    def products() -> None:
+        for i in range(step.layers):
+            step._product("w", i, x[i], step.g)
+            if step.fused is torch.gru_cell:
+                step._product("w_hh", i, h, step.gh)
+        torch.addmm(step.dec_b, h, step.dec_w, out=step.logits)
+
+    def per_call(fn, calls: int = 500) -> float:
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - t) / calls * 1e6
 
     cfg = SampleConfig(length=n, beam=8)
-    beam_search(model, prime, cfg, **kw)  # warm
-    t = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        beam_search(model, prime, cfg, **kw)
-    wall = time.perf_counter() - t
-    parts = {"products": 0.0, "elementwise": 0.0}
-    for ev in prof.key_averages():
-        name = ev.key
-        if name in PRODUCTS:
-            parts["products"] += ev.self_cpu_time_total
-        elif name in STEP_ELEMENTWISE:
-            parts["elementwise"] += ev.self_cpu_time_total
-    parts = {k: v / n for k, v in parts.items()}  # profiler times are in microseconds
-    parts["bookkeeping"] = wall * 1e6 / n - parts["products"] - parts["elementwise"]
-    return parts
+    parts: dict[str, list[float]] = {"products": [], "step": [], "beam": []}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            parts["products"].append(per_call(products))
+            parts["step"].append(per_call(lambda: step.step(tokens)))
+            parts["beam"].append(per_call(lambda: beam_search(model, prime, cfg, **kw), 1) / n)
+    m = {k: statistics.median(v) for k, v in parts.items()}
+    return {"products": m["products"], "elementwise": m["step"] - m["products"], "bookkeeping": m["beam"] - m["step"],
+            "beam_step": m["beam"]}
 
 
 def main() -> None:
@@ -142,7 +150,7 @@ def main() -> None:
         f"| greedy, ms per token (median of {args.rounds} rounds) | {1000 * t_greedy / n:.3f} |",
         f"| beam K=8, ms per token (median of {args.rounds} rounds) | {1000 * t_beam / n:.3f} |",
         f"| **beam K=8 / greedy** (median of the rounds' ratios) | **{beam_ratio:.2f}x** (target <= 2.0) |",
-        f"| a beam step under torch.profiler, us: products / step elementwise / the rest | "
+        f"| a beam step, us: products / the step's elementwise rest / beam bookkeeping (of {split['beam_step']:.0f}) | "
         f"{split['products']:.0f} / {split['elementwise']:.0f} / {split['bookkeeping']:.0f} |",
         f"| peak RSS, `charrnn sample -n 10000` | {rss[10_000]:.1f} MB |",
         f"| peak RSS, `charrnn sample -n 100000` | {rss[100_000]:.1f} MB ({rss[100_000] - rss[10_000]:+.1f} MB) |",

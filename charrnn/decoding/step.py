@@ -200,6 +200,9 @@ class StepRunner:
         # The views a step writes and reads, made once (a slice is a small op of its own).
         self.x_parts = [(x[:, :s], x[:, s:]) for x, s in zip(self.x, in_sizes)]
         self.g_parts = self._lstm_gates(self.g) if self.fused is torch.lstm_cell else None
+        self.g_quarters = self.g.split(H, dim=1) if self.fused is torch.lstm_cell else None
+        if self.table is not None and self.fused is not torch.gru_cell:
+            self.w_h0 = self.w[0][self.emb.shape[1]:]  # (H, G): the first layer's hidden rows
         if self.fused is torch.gru_cell:
             self.gru_parts = self._gru_gates(self.gi, self.gh)
         self.vector = n == 1 and bool(self.vw)
@@ -238,11 +241,15 @@ class StepRunner:
             scale = torch.ones(4 * H, device=self.device)
             scale[3 * H :] = 2.0
             ws, bs = [w * scale for w in ws], [b * scale for b in bs]
+        lstm_like = self.table is not None and self.fused is not torch.gru_cell
+        E = self.emb.shape[1]
         try:
             reorder = torch.ops.mkl._mkl_reorder_linear_weight
             packed = {"w": [reorder(w.t().contiguous(), n) for w in ws]}
             if self.fused is torch.gru_cell:
                 packed["w_hh"] = [reorder(w.t().contiguous(), n) for w in self.w_hh]
+            if lstm_like:  # with the table, the first layer multiplies h alone
+                packed["h0"] = reorder(ws[0][E:].t().contiguous(), n)
         except (RuntimeError, AttributeError):  # an MKL without packing after all: plain products
             self.pack, self.packed = False, None
             return
@@ -250,6 +257,9 @@ class StepRunner:
         self.packed_args = {"w": [(w.t(), b.view(-1)) for w, b in zip(ws, bs)]}
         if self.fused is torch.gru_cell:
             self.packed_args["w_hh"] = [(w.t(), b.view(-1)) for w, b in zip(self.w_hh, self.b_hh)]
+        if lstm_like:
+            self.packed_args["h0"] = ws[0][E:].t()
+            self.packed_table = torch.addmm(bs[0], self.emb, ws[0][:E])  # the table, scaled as ws
         self.packed, self._packed_rows = packed, n
 
     def _product(self, kind: str, i: int, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -271,41 +281,62 @@ class StepRunner:
         if self.vector:
             return self._vector_step(tokens)
         H = self.hidden
-        inp = self.emb.index_select(0, tokens)  # (N, E)
         if self.fused is None:
-            return self._generic_step(inp)
+            return self._generic_step(self.emb.index_select(0, tokens))
+        inp = None if self.table is not None else self.emb.index_select(0, tokens)  # (N, E)
         for i in range(self.layers):
-            x, h, c = self.x[i], self.h[i], self.c[i]
+            h, c = self.h[i], self.c[i]
             if self.fused is torch.gru_cell:
-                x.copy_(inp)
-                gi = self._product("w", i, x, self.gi)
-                gh = self._product("w_hh", i, h, self.gh)
-                rz_i, rz_h, n_i, n_h = self.gru_parts if gi is self.gi else self._gru_gates(gi, gh)
+                if inp is None:  # the first layer's input product, looked up
+                    torch.index_select(self.table, 0, tokens, out=self.gi)
+                else:
+                    self.x[i].copy_(inp)
+                    self._into(self.gi, self._product("w", i, self.x[i], self.gi))
+                self._into(self.gh, self._product("w_hh", i, h, self.gh))
+                rz_i, rz_h, n_i, n_h = self.gru_parts
                 rz = rz_i.add_(rz_h).sigmoid_()  # (N, 2H): r, z
                 n = n_i.addcmul_(rz[:, :H], n_h).tanh_()
                 # h' = (1 - z) * n + z * h = n + z * (h - n)
                 h.sub_(n).mul_(rz[:, H:]).add_(n)
+                inp = h
+                continue
+            if inp is None:  # the first layer's input product, looked up; then + h @ W_hh
+                if self.packed is None:
+                    torch.index_select(self.table, 0, tokens, out=self.g)
+                    self.g.addmm_(h, self.w_h0)
+                else:
+                    w_t = self.packed_args["h0"]
+                    product = torch.ops.mkl._mkl_linear(h, self.packed["h0"], w_t, None, self.n)
+                    torch.add(product, self.packed_table.index_select(0, tokens), out=self.g)
             else:
                 x_in, x_h = self.x_parts[i]
                 x_in.copy_(inp)
                 x_h.copy_(h)
-                g = self._product("w", i, x, self.g)
-                if self.fused is torch.rnn_tanh_cell:
-                    torch.tanh(g, out=h)
-                elif g is self.g:  # LSTM gates in the order input, forget, output, cell (see __init__)
-                    sig, cand, in_g, forget, out_g = self.g_parts
-                    sig.sigmoid_()
-                    cand.tanh_()
-                    c.mul_(forget).addcmul_(in_g, cand)
-                    torch.tanh(c, out=h)
-                    h.mul_(out_g)
-                else:  # the packed product, cell gate doubled: s = sigmoid(2x), tanh(x) = 2s - 1
-                    in_g, forget, out_g, s = g.sigmoid_().split(H, dim=1)
-                    c.mul_(forget).addcmul_(in_g, s, value=2.0).sub_(in_g)  # f*c + i*(2s - 1)
-                    torch.tanh(c, out=h)
-                    h.mul_(out_g)
+                self._into(self.g, self._product("w", i, self.x[i], self.g))
+            if self.fused is torch.rnn_tanh_cell:
+                torch.tanh(self.g, out=h)
+            elif self.packed is None:  # LSTM gates in the order input, forget, output, cell (see __init__)
+                sig, cand, in_g, forget, out_g = self.g_parts
+                sig.sigmoid_()
+                cand.tanh_()
+                c.mul_(forget).addcmul_(in_g, cand)
+                torch.tanh(c, out=h)
+                h.mul_(out_g)
+            else:  # the packed products, cell gate doubled: s = sigmoid(2x), tanh(x) = 2s - 1
+                in_g, forget, out_g, s = self.g_quarters
+                self.g.sigmoid_()
+                c.mul_(forget).addcmul_(in_g, s, value=2.0).sub_(in_g)  # f*c + i*(2s - 1)
+                torch.tanh(c, out=h)
+                h.mul_(out_g)
             inp = h
         return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
+
+    @staticmethod
+    def _into(buffer: torch.Tensor, value: torch.Tensor) -> None:
+        """A product made in ``buffer`` stays; a packed one (a new tensor) is copied there,
+        so that the step reads the buffer's views made once in ``start``."""
+        if value is not buffer:
+            buffer.copy_(value)
 
     def _vector_step(self, tokens: torch.Tensor) -> torch.Tensor:
         """``step`` for one row on a CPU: matrix-vector products (see the module's notes);

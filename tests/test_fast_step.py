@@ -16,7 +16,7 @@ from charrnn.config import SampleConfig
 from charrnn.decoding import StepRunner, sample
 from charrnn.decoding import step as step_module
 from charrnn.decoding.controls import Controls
-from charrnn.decoding.sample import Uniforms, _draw, draw_plain
+from charrnn.decoding.sample import Uniforms, _draw, draw_one, draw_plain
 from charrnn.models.lm import RNNLanguageModel
 
 VOCAB = 11
@@ -91,23 +91,31 @@ def test_numpy_draw_makes_the_torch_draws_choices(temperature):
                 logits = torch.randn(rows, VOCAB, generator=gen) * 3
                 want, want_lp, _ = _draw(controls.scores(logits), torch.log_softmax(logits, -1), controls, False,
                                          u_torch, VOCAB)
-                got, got_lp = draw_plain(logits, ban, allowed, cfg, u_numpy, VOCAB)
+                u = u_numpy.next_np()
+                got, got_lp = draw_plain(logits, ban, allowed, cfg, u, VOCAB)
                 assert got == want and not set(got) & set(ban_ids)
                 assert got_lp == pytest.approx(want_lp, abs=1e-5)
+                if rows == 1:  # the one-row form: the same choice, or None at a float boundary
+                    one = draw_one(logits.numpy()[0], ban, allowed, 1 / temperature, u[0], VOCAB)
+                    assert one is not None and one[0] == want[0] and one[1] == pytest.approx(want_lp[0], abs=1e-5)
             greedy_cfg = SampleConfig(greedy=True)
             want, _, _ = _draw(controls.scores(logits), torch.log_softmax(logits, -1), controls, True, u_torch, VOCAB)
             assert draw_plain(logits, ban, allowed, greedy_cfg, None, VOCAB)[0] == want
+            if rows == 1:
+                assert draw_one(logits.numpy()[0], ban, allowed, 1.0, None, VOCAB)[0] == want[0]
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_seeded_samples_are_those_of_the_torch_path(cell, monkeypatch):
     model = _model(cell, 2, seed=4, sharpen=1.0)
-    cfg = SampleConfig(length=1000, seed=11, temperature=0.9, num_samples=2)
-    fast = sample(model, torch.tensor([3]), cfg, token_text=str, start_id=0, banned=[0])
+    cfgs = [SampleConfig(length=1000, seed=11, temperature=0.9, num_samples=2),  # the general loop
+            SampleConfig(length=1000, seed=12, temperature=1.0),  # the one-row loop
+            SampleConfig(length=1000, seed=13, temperature=0.7, stop=("ab",))]
+    fast = [sample(model, torch.tensor([3]), cfg, token_text=str, start_id=0, banned=[0]) for cfg in cfgs]
     monkeypatch.setattr(sample_module, "plain_controls", lambda *a: False)
-    slow = sample(model, torch.tensor([3]), cfg, token_text=str, start_id=0, banned=[0])
-    for a, b in zip(fast, slow):
-        assert a.tokens == b.tokens
+    slow = [sample(model, torch.tensor([3]), cfg, token_text=str, start_id=0, banned=[0]) for cfg in cfgs]
+    for a, b in zip(sum(fast, []), sum(slow, [])):
+        assert a.tokens == b.tokens and a.text == b.text and a.finish_reason == b.finish_reason
         assert a.logprob == pytest.approx(b.logprob, rel=1e-5)
 
 

@@ -10,6 +10,7 @@ seeds seed, seed + 1, ... (up to floating-point differences of batched arithmeti
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
@@ -91,8 +92,8 @@ def plain_controls(cfg: SampleConfig, controls: Controls, vocab: int) -> bool:
             and not cfg.min_p)
 
 
-def draw_plain(logits: torch.Tensor, ban: np.ndarray, allowed: np.ndarray | None, cfg: SampleConfig, unis: Uniforms | None,
-               vocab: int) -> tuple[list[int], list[float]]:
+def draw_plain(logits: torch.Tensor, ban: np.ndarray, allowed: np.ndarray | None, cfg: SampleConfig,
+               u: np.ndarray | None, vocab: int) -> tuple[list[int], list[float]]:
     """``_draw`` for float32 logits on a CPU under ``plain_controls``, in numpy and float64:
     the same rule (the CDF of the sampling distribution inverted at the row's uniform
     number; greedy: the first best allowed token) in a few calls instead of a dozen torch
@@ -100,12 +101,12 @@ def draw_plain(logits: torch.Tensor, ban: np.ndarray, allowed: np.ndarray | None
     probabilities are computed in float64 instead of float32, so a draw can differ from
     ``_draw``'s only where the uniform number falls within float32 rounding of a boundary.
     ``ban``: 0 for allowed ids, -inf for banned ones (V,); ``allowed``: 1.0 and 0.0 (None
-    when nothing is banned)."""
+    when nothing is banned); ``u``: each row's uniform number (N,), None for greedy."""
     z = logits.numpy().astype(np.float64)  # (N, V)
     m = z.max(axis=1, keepdims=True)
     e = np.exp(z - m)
     lse = np.log(e.sum(axis=1)) + m[:, 0]  # the model's log-normaliser (no bans)
-    if unis is None:  # greedy
+    if u is None:  # greedy
         ids = (z + ban).argmax(axis=1).tolist()
     else:
         weights = e * allowed if allowed is not None else e
@@ -114,12 +115,75 @@ def draw_plain(logits: torch.Tensor, ban: np.ndarray, allowed: np.ndarray | None
             scaled = z + ban
             weights = np.exp((scaled - scaled.max(axis=1, keepdims=True)) / cfg.temperature)
             cdf = weights.cumsum(axis=1)
-        target = unis.next_np() * cdf[:, -1]
+        target = u * cdf[:, -1]
         ids = [min(int(c.searchsorted(t)), vocab - 1) for c, t in zip(cdf, target)]
         for r, i in enumerate(ids):
             if weights[r, i] <= 0:  # only at a float boundary: the likeliest allowed token
                 ids[r] = int(weights[r].argmax())
     return ids, [float(z[r, i] - lse[r]) for r, i in enumerate(ids)]
+
+
+def draw_one(z: np.ndarray, ban: np.ndarray, allowed: np.ndarray | None, inv_t: float, u: float | None,
+             vocab: int) -> tuple[int, float] | None:
+    """``draw_plain`` for one row, in as few numpy calls as the arithmetic allows (at one
+    row each call is a visible part of a token's cost): z, the row's float32 logits (V,);
+    ``u`` the row's uniform number, None for greedy. None where a float boundary needs
+    ``draw_plain``'s care (every allowed weight underflowed, or a zero-weight draw)."""
+    d = np.subtract(z, z.max(), dtype=np.float64)
+    e = np.exp(d)
+    log_total = math.log(float(e.sum()))  # the model's log-normaliser (no bans), less the max
+    if u is None:
+        i = int((d + ban).argmax())
+    else:
+        w = e if inv_t == 1.0 else np.exp(d * inv_t)
+        if allowed is not None:
+            w *= allowed  # (in place even when w is e: e has done its work)
+        cdf = w.cumsum()
+        top = float(cdf[-1])
+        if not top > 0:
+            return None
+        i = min(int(cdf.searchsorted(u * top)), vocab - 1)
+        if not w[i] > 0:
+            return None
+    return i, float(d[i]) - log_total
+
+
+def _one_row(runner: DecoderStep, tokens: torch.Tensor, length: int, cfg: SampleConfig, t0: float, ban: np.ndarray,
+             allowed: np.ndarray | None, unis: Uniforms, vocab: int, feed, stop: StopMatcher, out: list[int],
+             recent: deque, logp_sum: list[float], reasons: list[str]) -> Generator[tuple[int, str], None, None]:
+    """``sample_steps``'s loop for one row under plain controls (a language model sampled
+    once: the commonest use): the same choices, log-probabilities and text, with the
+    fewest calls per token. Each call costs more here than its size suggests: the step
+    streams megabytes of weights through the caches, and the interpreter's own data with
+    them (a draw that takes 11 us alone took 3-4 times that between two steps)."""
+    tokens_np = tokens.numpy()
+    inv_t, greedy = 1.0 / cfg.temperature, cfg.greedy
+    last, z = None, None
+    total = 0.0
+    for _ in range(length):
+        if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
+            reasons[0] = "time"
+            break
+        logits = runner.step(tokens)
+        if logits is not last:  # a step that reuses its buffer reuses this view too
+            last, z = logits, logits.float().numpy()
+        u = None if greedy else unis.next_np()
+        one = draw_one(z[0], ban, allowed, inv_t, None if greedy else u[0], vocab)
+        if one is None:  # a float boundary: the general rule
+            ids, lps = draw_plain(logits.float(), ban, allowed, cfg, u, vocab)
+            one = ids[0], lps[0]
+        t, lp = one
+        tokens_np[0] = t
+        out.append(t)
+        total += lp
+        recent.append(lp)
+        piece = stop.feed(feed(t))
+        if piece:
+            yield 0, piece
+        if stop.stopped:
+            reasons[0] = stop.reason
+            break
+    logp_sum[0] = total
 
 
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
@@ -215,6 +279,10 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
     ban = np.zeros(vocab)
     ban[controls.ban.cpu().numpy()] = -np.inf
     allowed = (ban == 0).astype(np.float64) if controls.ban.numel() else None
+    # The plain draw writes the next tokens into one tensor of its own, fed to every step
+    # (a step reads its tokens before it returns, and keeps no reference to them).
+    own_tokens = torch.full((n,), first, dtype=torch.long)
+    tokens_np = own_tokens.numpy()
     unis = Uniforms(cfg.seed, n, max(1, min(length, 1024)), device)
     out_tokens: list[list[int]] = [[] for _ in range(n)]
     # The log-probability of a row is a running sum; the last few terms are kept apart so
@@ -230,6 +298,10 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
     feeds = [d.feed for d in dets]
     done = [False] * n
     reasons = ["length"] * n
+    if plain and n == 1 and end_id is None and limits is None:
+        yield from _one_row(runner, own_tokens, length, cfg, t0, ban, allowed, unis, vocab, feeds[0], stops[0],
+                            out_tokens[0], recent[0], logp_sum, reasons)
+        length = 0  # done: straight to the results
     for step in range(length):
         if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
             for r in range(n):
@@ -238,8 +310,10 @@ def sample_steps(runner: DecoderStep, history: list[int], first: int, cfg: Sampl
             break
         logits = runner.step(tokens)
         if plain and logits.dtype == torch.float32:
-            ids, step_logps = draw_plain(logits, ban, allowed, cfg, None if cfg.greedy else unis, vocab)
-            nxt = torch.from_numpy(np.array(ids, dtype=np.int64))
+            u = None if cfg.greedy else unis.next_np()
+            ids, step_logps = draw_plain(logits, ban, allowed, cfg, u, vocab)
+            tokens_np[:] = ids
+            nxt = own_tokens
         else:
             logp_all = torch.log_softmax(logits, dim=-1)  # the model's own scores
             scores = controls.scores(logits)

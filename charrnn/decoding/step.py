@@ -205,12 +205,16 @@ class StepRunner:
             self.w_h0 = self.w[0][self.emb.shape[1]:]  # (H, G): the first layer's hidden rows
         if self.fused is torch.gru_cell:
             self.gru_parts = self._gru_gates(self.gi, self.gh)
+            self.gru_rz = self.gru_parts[0][:, :H], self.gru_parts[0][:, H:]
         self.vector = n == 1 and bool(self.vw)
         if self.vector:  # flat views for matrix-vector products
             self.flat = {"g": self.g.view(-1), "gi": self.gi.view(-1) if self.fused is torch.gru_cell else None,
                          "gh": self.gh.view(-1) if self.fused is torch.gru_cell else None,
-                         "logits": self.logits.view(-1), "h": [h.view(-1) for h in self.h],
-                         "x": [x.view(-1) for x in self.x]}
+                         "logits": self.logits.view(-1), "h": [h.view(-1) for h in self.h], "dec_b": self.dec_b.view(-1),
+                         # the whole input of each layer: [x | h_0] for the first, and for the
+                         # others [h_{i-1} | h_i], two adjacent layers of the state itself
+                         "x": [self.x[0].view(-1) if self.x else None]
+                              + [self.hc[0, i - 1 : i + 1].reshape(-1) for i in range(1, self.layers)]}
         self._start_packing(n)
 
     def _lstm_gates(self, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -340,46 +344,56 @@ class StepRunner:
 
     def _vector_step(self, tokens: torch.Tensor) -> torch.Tensor:
         """``step`` for one row on a CPU: matrix-vector products (see the module's notes);
-        the same arithmetic as the batched step, summed in another order."""
+        the same arithmetic as the batched step, summed in another order. A layer above
+        the first reads its input and its own h as one vector, [h_{i-1} | h_i], which is
+        where the state already lies (``start``): no copies."""
         f = self.flat
-        gru = self.fused is torch.gru_cell
-        for i in range(self.layers):
-            h, hv = self.h[i], f["h"][i]
-            if gru:
-                gi, gh = f["gi"], f["gh"]
-                if i == 0 and self.table is not None:
-                    torch.index_select(self.table, 0, tokens, out=self.gi)
-                else:
-                    x = self.emb.index_select(0, tokens).view(-1) if i == 0 else f["h"][i - 1]
-                    torch.addmv(self.vb[i], self.vw[i], x, out=gi)
-                torch.addmv(self.vbh[i], self.vwh[i], hv, out=gh)
-                rz_i, rz_h, n_i, n_h = self.gru_parts
-                rz = rz_i.add_(rz_h).sigmoid_()
-                n = n_i.addcmul_(rz[:, : self.hidden], n_h).tanh_()
-                h.sub_(n).mul_(rz[:, self.hidden :]).add_(n)
-                continue
+        if self.fused is torch.gru_cell:
+            return self._vector_gru(tokens)
+        g = f["g"]
+        tanh_cell = self.fused is torch.rnn_tanh_cell
+        if not tanh_cell:
+            sig, cand, in_g, forget, out_g = self.g_parts
+        for i, x in enumerate(f["x"]):
+            h = self.h[i]
             if i == 0 and self.table is not None:
                 torch.index_select(self.table, 0, tokens, out=self.g)
-                f["g"].addmv_(self.vwh[0], hv)
+                g.addmv_(self.vwh[0], f["h"][0])
             else:
-                x_in, x_h = self.x_parts[i]
                 if i == 0:
+                    x_in, x_h = self.x_parts[0]
                     torch.index_select(self.emb, 0, tokens, out=x_in)
-                else:
-                    x_in.copy_(self.h[i - 1])
-                x_h.copy_(h)
-                torch.addmv(self.vb[i], self.vw[i], f["x"][i], out=f["g"])
-            if self.fused is torch.rnn_tanh_cell:
+                    x_h.copy_(h)
+                torch.addmv(self.vb[i], self.vw[i], x, out=g)
+            if tanh_cell:
                 torch.tanh(self.g, out=h)
                 continue
-            sig, cand, in_g, forget, out_g = self.g_parts
             c = self.c[i]
             sig.sigmoid_()
             cand.tanh_()
             c.mul_(forget).addcmul_(in_g, cand)
             torch.tanh(c, out=h)
             h.mul_(out_g)
-        torch.addmv(self.dec_b.view(-1), self.dec_wv, f["h"][-1], out=f["logits"])
+        torch.addmv(f["dec_b"], self.dec_wv, f["h"][-1], out=f["logits"])
+        return self.logits
+
+    def _vector_gru(self, tokens: torch.Tensor) -> torch.Tensor:
+        f = self.flat
+        gi, gh = f["gi"], f["gh"]
+        rz_i, rz_h, n_i, n_h = self.gru_parts
+        r, z = self.gru_rz  # views of rz_i, where r and z are once it is summed and squashed
+        for i in range(self.layers):
+            h = self.h[i]
+            if i == 0 and self.table is not None:
+                torch.index_select(self.table, 0, tokens, out=self.gi)
+            else:
+                x = self.emb.index_select(0, tokens).view(-1) if i == 0 else f["h"][i - 1]
+                torch.addmv(self.vb[i], self.vw[i], x, out=gi)
+            torch.addmv(self.vbh[i], self.vwh[i], f["h"][i], out=gh)
+            rz_i.add_(rz_h).sigmoid_()
+            n = n_i.addcmul_(r, n_h).tanh_()
+            h.sub_(n).mul_(z).add_(n)
+        torch.addmv(f["dec_b"], self.dec_wv, f["h"][-1], out=f["logits"])
         return self.logits
 
     def _generic_step(self, inp: torch.Tensor) -> torch.Tensor:

@@ -32,12 +32,27 @@ def onnx_step(model, cached_only: bool = False):
         if not cached_only:
             fallback("onnxruntime is not installed (pip install 'charrnn[onnx]')")
         return None
+    threads = torch.get_num_threads()
+    versions = (threads, tuple((q.data_ptr(), q._version) for q in model.parameters()))
+    kept = model.__dict__.get("_charrnn_onnx_session")
+    if kept is not None and kept[0] == versions:  # this model's session, made by an earlier call
+        return OnnxStep(model, kept[1])
     path = cache_dir() / "onnx" / f"{signature(model)}.onnx"
     try:
-        return OnnxStep(model, path.read_bytes())
+        data = path.read_bytes()
     except OSError:
         if cached_only:
             return None
+        data = _build(model, path)
+        if data is None:
+            return None
+    sess = session(data, threads)
+    model.__dict__["_charrnn_onnx_session"] = (versions, sess)
+    return OnnxStep(model, sess)
+
+
+def _build(model, path) -> bytes | None:
+    """Trace and check the model's step graph; keep it at ``path`` and time both engines."""
     graph = lm_graphs(model)[0]
     try:
         data = trace(graph)
@@ -52,7 +67,7 @@ def onnx_step(model, cached_only: bool = False):
         record_timings(model, data)
     except OSError:  # a read-only cache: the graph is used, not kept
         pass
-    return OnnxStep(model, data)
+    return data
 
 
 def signature(model) -> str:
@@ -69,7 +84,7 @@ def record_timings(model, data: bytes) -> dict[str, float]:
     """Time both engines' one-row step here (seconds per step, the median of rounds that
     alternate between them) and keep the figures, which ``auto`` reads."""
     tokens = torch.zeros(1, dtype=torch.long)
-    steps = {"torch": StepRunner(model), "onnx": OnnxStep(model, data)}
+    steps = {"torch": StepRunner(model), "onnx": OnnxStep(model, session(data, torch.get_num_threads()))}
     rounds: dict[str, list[float]] = {name: [] for name in steps}
     with torch.inference_mode():
         for step in steps.values():
@@ -94,12 +109,12 @@ class OnnxStep:
     protocol of ``StepRunner``. The state stays in numpy between steps; the logits come
     back as a torch view of onnxruntime's output."""
 
-    def __init__(self, model, data: bytes, threads: int | None = None):
+    def __init__(self, model, sess):
         c = model.config
         self.device = torch.device("cpu")
         self.layers, self.hidden, self._vocab = c.layers, c.hidden_size, c.vocab_size
         self.names = cell_kind(c.cell).state_names
-        self.sess = session(data, threads or torch.get_num_threads())
+        self.sess = sess  # an onnxruntime InferenceSession of the model's step graph
         self.feed: dict[str, np.ndarray] = {}
 
     @property

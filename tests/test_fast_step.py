@@ -43,10 +43,9 @@ def test_one_row_path_equals_the_batched_step_and_the_forward(cell, layers, tabl
     with torch.no_grad():
         ref, _ = model(ids)
     model.__dict__.pop("_charrnn_step_weights", None)
-    fast, batched = StepRunner(model), StepRunner(model)
+    fast, batched = StepRunner(model), StepRunner(model, vector=False)  # the general path, as before
     fast.start(None, 1)
     batched.start(None, 1)
-    batched.vector = False  # the general path, as before the one-row path existed
     assert fast.vector and (fast.table is not None) == table
     with torch.inference_mode():
         for t in range(100):
@@ -122,12 +121,12 @@ def test_seeded_samples_are_those_of_the_torch_path(cell, monkeypatch):
 def test_step_weights_are_made_again_when_the_parameters_change():
     model = _model("lstm", 2, seed=5)
     first = StepRunner(model)
-    assert StepRunner(model).w[0] is first.w[0]  # kept with the model
+    assert StepRunner(model).vw[0] is first.vw[0]  # kept with the model
     with torch.no_grad():
         model.rnn.weight_hh_l0.mul_(0.5)  # what an optimiser step or a load does: in place
         ref, _ = model(torch.tensor([[2, 5, 1]]))
     again = StepRunner(model)
-    assert again.w[0] is not first.w[0]
+    assert again.vw[0] is not first.vw[0]
     again.start(None, 1)
     with torch.inference_mode():
         for t, tok in enumerate([2, 5, 1]):

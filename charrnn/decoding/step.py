@@ -49,6 +49,7 @@ _FUSED = (torch.lstm_cell, torch.gru_cell, torch.rnn_tanh_cell)
 PACK_MIN_ROWS = 4  # from this many rows MKL's packed product beats a plain one (below, it does not)
 # What ``_lay_out`` makes from a model's weights: kept with the model and shared by its runners.
 _LAID_OUT = ("emb", "dec_w", "dec_b", "w", "b", "w_hh", "b_hh", "layer_w", "vw", "vb", "vwh", "vbh", "table", "dec_wv")
+# (w, b, w_hh, b_hh and dec_w, the batched path's, are made when first needed: ``_batched``)
 TABLE_MAX = 1 << 22  # the most floats (16 MB) the first layer's input table may take
 
 
@@ -73,7 +74,7 @@ class StepRunner:
     with the plain product to float32 rounding; with one row nothing changes.
     """
 
-    def __init__(self, model: RNNLanguageModel, pack: bool = False):
+    def __init__(self, model: RNNLanguageModel, pack: bool = False, vector: bool = True):
         cfg = model.config
         self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden_size
         self.kind = cell_kind(cfg.cell)
@@ -89,27 +90,34 @@ class StepRunner:
         cached = model.__dict__.get("_charrnn_step_weights")
         if cached is not None and cached[0] == key:
             self.__dict__.update(cached[1])
+            self._laid = cached[1]
         else:
             with torch.no_grad():
                 self._lay_out(model)
-            model.__dict__["_charrnn_step_weights"] = (key, {k: getattr(self, k) for k in _LAID_OUT})
+            self._laid = {k: getattr(self, k) for k in _LAID_OUT}
+            model.__dict__["_charrnn_step_weights"] = (key, self._laid)
         self.n = 0
+        self.allow_vector = vector  # False: one row takes the batched path too (tests compare the two)
         self.vector = False  # whether the one-row path runs (set by ``start``)
         self.pack = pack and self.device.type == "cpu" and _mkl_packing()
         self.packed: dict[str, list[torch.Tensor]] | None = None  # per product kind, per layer
         self._packed_rows = 0
 
     def _lay_out(self, model: RNNLanguageModel) -> None:
-        """Make the step's weights from the model's (see ``_LAID_OUT``)."""
+        """Make the step's weights from the model's (see ``_LAID_OUT``), in torch's own
+        (gates, inputs) layout, which the one-row path multiplies as it is; the batched
+        path's transposed copies are made when a batch first needs them (``_batched``)."""
         cfg = model.config
         self.emb = model.embedding.weight.detach().float()
-        self.dec_w = model.decoder.weight.detach().float().t().contiguous()  # (H, V)
+        self.dec_wv = model.decoder.weight.detach().float()  # (V, H)
         self.dec_b = model.decoder.bias.detach().float().view(1, -1)
-        self.w: list[torch.Tensor] = []
-        self.b: list[torch.Tensor] = []
-        self.w_hh: list[torch.Tensor] = []
-        self.b_hh: list[torch.Tensor] = []
+        self.dec_w = self.w = self.b = self.w_hh = self.b_hh = None
+        self.vw: list[torch.Tensor] = []  # per layer (G, in [+ H]): what multiplies the layer's input
+        self.vb: list[torch.Tensor] = []
+        self.vwh: list[torch.Tensor] = []  # GRU: W_hh (3H, H); the others: the first layer's h columns
+        self.vbh: list[torch.Tensor] = []
         self.layer_w: list[list[torch.Tensor]] = []  # the generic path's: w_ih, w_hh[, b_ih, b_hh]
+        self.table: torch.Tensor | None = None
         for layer in range(cfg.layers):
             weights = [w.detach().float() for w in layer_weights(model.rnn, layer)]
             if self.fused is None:
@@ -119,10 +127,10 @@ class StepRunner:
             if self.fused is torch.gru_cell:
                 # GRU multiplies the hidden part of the candidate gate by r: keep the
                 # input and hidden products apart.
-                self.w.append(w_ih.t().contiguous())
-                self.b.append(b_ih.view(1, -1))
-                self.w_hh.append(w_hh.t().contiguous())
-                self.b_hh.append(b_hh.view(1, -1))
+                self.vw.append(w_ih.contiguous())
+                self.vb.append(b_ih.contiguous())
+                self.vwh.append(w_hh.contiguous())
+                self.vbh.append(b_hh.contiguous())
             else:
                 # [x, h] @ [W_ih | W_hh]^T + (b_ih + b_hh): one product per layer. LSTM
                 # gates go from torch's order (input, forget, cell, output) to input,
@@ -133,40 +141,28 @@ class StepRunner:
                     order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
                                        torch.arange(2 * H, 3 * H)])
                     w, b = w[order], b[order]
-                self.w.append(w.t().contiguous())
-                self.b.append(b.view(1, -1))
-        self._prepare_vector()
-
-    def _prepare_vector(self) -> None:
-        """The one-row path's weights: per layer (gates, inputs) matrices and flat biases;
-        the first layer's input product as a table per token when it is small enough.
-        ``vw[i]`` multiplies the layer's whole input ([x | h], or x alone for GRU), ``vwh[i]``
-        is the hidden part (GRU: W_hh; otherwise the columns of h)."""
-        self.vw: list[torch.Tensor] = []
-        self.vb: list[torch.Tensor] = []
-        self.vwh: list[torch.Tensor] = []
-        self.vbh: list[torch.Tensor] = []
-        self.table: torch.Tensor | None = None
-        self.dec_wv: torch.Tensor | None = None
+                self.vw.append(w)
+                self.vb.append(b)
         if self.fused is None or self.device.type != "cpu":
             return
-        self.dec_wv = self.dec_w.t().contiguous()  # (V, H)
-        gru = self.fused is torch.gru_cell
         E = self.emb.shape[1]
-        for i in range(self.layers):
-            w = self.w[i].t().contiguous()  # (G, in [+ H])
-            self.vw.append(w)
-            self.vb.append(self.b[i].view(-1))
-            if gru:
-                self.vwh.append(self.w_hh[i].t().contiguous())
-                self.vbh.append(self.b_hh[i].view(-1))
-            else:
-                self.vwh.append(w[:, E:].contiguous() if i == 0 else w[:, self.hidden:])
+        if self.fused is not torch.gru_cell:
+            self.vwh.append(self.vw[0][:, E:].contiguous())
         V, G = self.emb.shape[0], self.vw[0].shape[0]
         if V * G <= TABLE_MAX:
             # Row t: the first layer's input product and bias for token t (GRU: its b_ih).
-            w_x = self.vw[0][:, :E]
-            self.table = torch.addmm(self.vb[0].view(1, -1), self.emb, w_x.t()).contiguous()
+            self.table = torch.addmm(self.vb[0].view(1, -1), self.emb, self.vw[0][:, :E].t()).contiguous()
+
+    def _batched(self) -> None:
+        """The batched path's weights, (inputs, gates) for ``x @ W``, made once per model."""
+        if self.w is not None:
+            return
+        self.w = [w.t().contiguous() for w in self.vw]
+        self.b = [b.view(1, -1) for b in self.vb]
+        self.w_hh = [w.t().contiguous() for w in self.vwh] if self.fused is torch.gru_cell else []
+        self.b_hh = [b.view(1, -1) for b in self.vbh] if self.fused is torch.gru_cell else []
+        self.dec_w = self.dec_wv.t().contiguous()  # (H, V)
+        self._laid.update({k: getattr(self, k) for k in ("w", "b", "w_hh", "b_hh", "dec_w")})
 
     def start(self, state: State | None, n: int) -> None:
         """Allocate buffers for ``n`` rows from a model state of batch 1 (or None)."""
@@ -195,18 +191,20 @@ class StepRunner:
             self.x = [torch.empty(n, s + H, device=dev) for s in in_sizes]  # [input | h]
         else:  # the generic step needs no buffers of its own
             self.x = []
+        self.vector = n == 1 and self.allow_vector and self.fused is not None and dev.type == "cpu"
+        if not self.vector:
+            self._batched()
         self.g = torch.empty(n, self.kind.gates * H, device=dev)
-        self.logits = torch.empty(n, self.dec_w.shape[1], device=dev)
+        self.logits = torch.empty(n, self.dec_wv.shape[0], device=dev)
         # The views a step writes and reads, made once (a slice is a small op of its own).
         self.x_parts = [(x[:, :s], x[:, s:]) for x, s in zip(self.x, in_sizes)]
         self.g_parts = self._lstm_gates(self.g) if self.fused is torch.lstm_cell else None
         self.g_quarters = self.g.split(H, dim=1) if self.fused is torch.lstm_cell else None
-        if self.table is not None and self.fused is not torch.gru_cell:
+        if self.table is not None and self.fused is not torch.gru_cell and not self.vector:
             self.w_h0 = self.w[0][self.emb.shape[1]:]  # (H, G): the first layer's hidden rows
         if self.fused is torch.gru_cell:
             self.gru_parts = self._gru_gates(self.gi, self.gh)
             self.gru_rz = self.gru_parts[0][:, :H], self.gru_parts[0][:, H:]
-        self.vector = n == 1 and bool(self.vw)
         if self.vector:  # flat views for matrix-vector products
             self.flat = {"g": self.g.view(-1), "gi": self.gi.view(-1) if self.fused is torch.gru_cell else None,
                          "gh": self.gh.view(-1) if self.fused is torch.gru_cell else None,
@@ -410,7 +408,7 @@ class StepRunner:
 
     @property
     def vocab_size(self) -> int:
-        return self.dec_w.shape[1]
+        return self.dec_wv.shape[0]
 
 
 def read_prime(model: RNNLanguageModel, prime: torch.Tensor, start_id: int) -> tuple[torch.Tensor, State | None, int]:

@@ -84,6 +84,9 @@ def _th(t: int) -> str:
     return f"{t} thread{'s' if t > 1 else ''}"
 
 
+# Seconds between two contenders' rounds: an idle thread pool (onnxruntime's, OpenMP's)
+# spins for a while after its last work, and the next contender would share the cores with it.
+PAUSE = 0.5
 KINDS = ("onnxruntime plain loop", "**charrnn default (stream)**", "charrnn stream, engine onnx", "plain loop")
 
 
@@ -91,6 +94,9 @@ def worker(conn, kind: str, threads: int, ckpt: str, graph: str, cell: str) -> N
     """One contender in a process of its own (no other contender's thread pool spinning
     beside it): runs a round of n tokens whenever the parent asks, answers tokens/s."""
     torch.set_num_threads(threads)
+    # Each contender its own cache: the default one an empty one, as on a machine where
+    # ONNX Runtime was never asked for (auto is then charrnn's own step).
+    os.environ["CHARRNN_CACHE"] = str(Path(ckpt).parent / f"cache-{abs(hash((kind, threads)))}")
     lm = charrnn.load(ckpt, device="cpu")
     names = list(cell_kind(cell).state_names)
     rng = np.random.default_rng(0)
@@ -132,6 +138,7 @@ def measure(cell: str, tok, args, tmp: Path) -> tuple[list[str], dict]:
     rates: dict[str, list[float]] = {name: [] for name in pipes}
     for _ in range(args.rounds):  # contenders in turn, one at a time
         for name, (_, _, pipe) in pipes.items():
+            time.sleep(PAUSE)
             pipe.send(args.tokens)
             rates[name].append(pipe.recv())
     for name, (_, _, pipe) in pipes.items():
@@ -162,7 +169,6 @@ def main() -> None:
     tok = CharTokenizer.train(text)
     rows, data = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["CHARRNN_CACHE"] = str(Path(tmp) / "cache")  # the onnx engine's graphs: not the user's cache
         for cell in args.cells:
             lines, d = measure(cell, tok, args, Path(tmp))
             rows += lines

@@ -1,4 +1,5 @@
-"""Files every layer writes or finds: atomic writes, and where a run's checkpoint is.
+"""Files every layer writes or finds: atomic writes, where a run's checkpoint is, and
+charrnn's cache directory.
 
 Small and dependency-free on purpose: the text layer (tokenizer files), the checkpoint
 module and the training state all write through ``atomic_write``, and a tokenizer can be
@@ -40,6 +41,13 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def cache_root() -> Path:
+    """charrnn's per-user cache directory: ``$XDG_CACHE_HOME/charrnn``, else
+    ``~/.cache/charrnn`` (corpora, token ids, measured speeds, decoding graphs)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "charrnn"
 
 
 def atomic_write(path: Path, write) -> None:

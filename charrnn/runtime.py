@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from typing import ContextManager
 
 import torch
 
 from .errors import ConfigError
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return cpu
 
 
 def resolve_device(name: str) -> torch.device:

@@ -26,13 +26,13 @@ import importlib
 import importlib.util
 import json
 import os
-import platform
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from ..files import cache_root
+from ..runtime import cpu_name
 from .step import StepRunner
 
 ENGINES = ("auto", "torch", "onnx")
@@ -45,10 +45,7 @@ class EngineFallback(UserWarning):
 
 
 def cache_dir() -> Path:
-    if os.environ.get("CHARRNN_CACHE"):
-        return Path(os.environ["CHARRNN_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "charrnn"
+    return Path(os.environ["CHARRNN_CACHE"]) if os.environ.get("CHARRNN_CACHE") else cache_root()
 
 
 def make_step(model, rows: int, engine: str = "auto", pack: bool = True):
@@ -70,15 +67,7 @@ def fallback(reason: str) -> None:
 def shape_key(model) -> str:
     """This machine, thread count and model shape: what engine timings are kept under."""
     c = model.config
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}|threads={torch.get_num_threads()}|{c.cell}|{c.layers}x{c.hidden_size}|E={c.embedding_dim}|V={c.vocab_size}"
+    return f"{cpu_name()}|threads={torch.get_num_threads()}|{c.cell}|{c.layers}x{c.hidden_size}|E={c.embedding_dim}|V={c.vocab_size}"
 
 
 def timings() -> dict:
@@ -95,15 +84,3 @@ def _auto_prefers_onnx(model) -> bool:
     if not spent or spent.get("torch", 0) < MARGIN * spent.get("onnx", float("inf")):
         return False
     return importlib.util.find_spec("onnxruntime") is not None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

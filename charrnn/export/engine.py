@@ -8,11 +8,13 @@ import hashlib
 import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..decoding.engines import cache_dir, fallback, shape_key, timings, write_atomic
+from ..decoding.engines import cache_dir, fallback, shape_key, timings
+from ..files import atomic_write
 from ..decoding.step import StepRunner
 from ..errors import CharrnnError
 from ..models.cells import cell_kind
@@ -63,7 +65,8 @@ def _build(model, path) -> bytes | None:
     finally:
         model.eval()
     try:
-        write_atomic(path, data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
         record_timings(model, data)
     except OSError:  # a read-only cache: the graph is used, not kept
         pass
@@ -100,7 +103,7 @@ def record_timings(model, data: bytes) -> dict[str, float]:
     spent = {name: statistics.median(r) for name, r in rounds.items()}
     table = timings()
     table[shape_key(model)] = spent
-    write_atomic(cache_dir() / "engines.json", json.dumps(table, indent=1).encode())
+    atomic_write(cache_dir() / "engines.json", lambda tmp: Path(tmp).write_text(json.dumps(table, indent=1)))
     return spent
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CorpusError
+from ..files import cache_root
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")  # a link to corpora/registry.json
 
@@ -38,8 +39,7 @@ def registry() -> dict[str, CorpusEntry]:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "charrnn" / "corpora"
+    return cache_root() / "corpora"
 
 
 def sha256_of(path: Path) -> str:

@@ -36,7 +36,7 @@ from typing import BinaryIO
 import torch
 
 from ..errors import CorpusError
-from ..files import atomic_write
+from ..files import atomic_write, cache_root
 from .char import CharTokenizer
 from .io import STDIN, decode_utf8, disk_position, open_binary, read_corpus, read_text
 from .streams import compact, split_point, split_text
@@ -91,8 +91,7 @@ def fingerprint(train: torch.Tensor, val: torch.Tensor) -> str:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "charrnn" / "ids"
+    return cache_root() / "ids"
 
 
 # --------------------------------------------------------------------------- reading

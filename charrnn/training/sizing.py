@@ -33,7 +33,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,8 +45,8 @@ import torch.nn.functional as F
 from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS, ModelConfig, TrainConfig
 from ..models.cells import cell_kind
 from ..models.lm import RNNLanguageModel
-from ..runtime import autocast
-from ..text.prepare import default_cache_dir
+from ..files import cache_root
+from ..runtime import autocast, cpu_name
 from .optim import make_optimizer
 
 HIDDEN_SIZES = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # the candidates, smallest first
@@ -218,18 +217,11 @@ def machine_name(device: torch.device) -> str:
     """What the speed cache is keyed by: the processor (or GPU) and the thread count."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    return f"cpu:{cpu}:{os.cpu_count()} cores:{torch.get_num_threads()} threads"
+    return f"cpu:{cpu_name()}:{os.cpu_count()} cores:{torch.get_num_threads()} threads"
 
 
 def _cache_path() -> Path:
-    return default_cache_dir().parent / "speed.json"  # beside the id cache
+    return cache_root() / "speed.json"
 
 
 class SpeedCache:

@@ -298,8 +298,8 @@ class StepRunner:
                 rz_i, rz_h, n_i, n_h = self.gru_parts
                 rz = rz_i.add_(rz_h).sigmoid_()  # (N, 2H): r, z
                 n = n_i.addcmul_(rz[:, :H], n_h).tanh_()
-                # h' = (1 - z) * n + z * h = n + z * (h - n)
-                h.sub_(n).mul_(rz[:, H:]).add_(n)
+                # h' = (1 - z) * n + z * h = n + z * (h - n): one lerp, in place
+                torch.lerp(n, h, rz[:, H:], out=h)
                 inp = h
                 continue
             if inp is None:  # the first layer's input product, looked up; then + h @ W_hh
@@ -390,7 +390,7 @@ class StepRunner:
             torch.addmv(self.vbh[i], self.vwh[i], f["h"][i], out=gh)
             rz_i.add_(rz_h).sigmoid_()
             n = n_i.addcmul_(r, n_h).tanh_()
-            h.sub_(n).mul_(z).add_(n)
+            torch.lerp(n, h, z, out=h)  # h' = n + z * (h - n)
         torch.addmv(f["dec_b"], self.dec_wv, f["h"][-1], out=f["logits"])
         return self.logits
 

@@ -5,7 +5,8 @@ function (``controls``), sampling and greedy decoding (``sample``) and beam sear
 from .beam import beam_search, beam_steps
 from .controls import Controls, NgramBlocker, filter_logits, penalize_repeats
 from .sample import iter_sample, make_generator, sample, sample_steps
-from .step import DecoderStep, StepRunner
+from .protocol import DecoderStep
+from .step import StepRunner
 from .text import Generation, StopMatcher
 
 __all__ = ["Controls", "DecoderStep", "Generation", "NgramBlocker", "StepRunner", "StopMatcher", "beam_search",

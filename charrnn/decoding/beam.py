@@ -12,7 +12,7 @@ from ..models.lm import RNNLanguageModel
 from ..text.tokenizer import Detokenizer
 from .controls import Controls
 from .sample import lm_start
-from .step import DecoderStep
+from .protocol import DecoderStep
 from .text import Generation, MakeDetokenizer, StopMatcher, TokenText, detokenizers, kept_tokens, text_of
 
 

@@ -23,7 +23,7 @@ from ..config import SampleConfig
 from ..models.lm import RNNLanguageModel
 from .controls import Controls
 from .engines import make_step
-from .step import DecoderStep, read_prime
+from .protocol import DecoderStep, read_prime
 from .text import Generation, MakeDetokenizer, StopMatcher, TokenText, detokenizers, kept_tokens
 
 

@@ -1,10 +1,5 @@
-"""The decoding step: one token at a time for N rows, which sampling and beam search drive.
-
-A ``DecoderStep`` is anything with ``start`` (set up N rows from a model state),
-``step`` (feed N tokens, get the logits of the next ones) and ``reorder`` (row i takes
-the state of row index[i], for beam search), plus its ``device`` and ``vocab_size``.
-``StepRunner`` is the language model's step; the sequence-to-sequence decoder supplies
-its own, and the same sampling and beam search drive both.
+"""The language model's decoding step (a ``protocol.DecoderStep``): one token at a time for
+N rows, which sampling and beam search drive.
 
 ``StepRunner`` is a hand-written inference step for the arithmetic of torch's LSTM, GRU and
 tanh-RNN cells (the built-in cells): the weights of each layer are fused into one matrix,
@@ -22,25 +17,10 @@ bound by reading the weights, and this reads 8-20% fewer and makes fewer calls.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 
 from ..models.cells import State, cell_kind, layer_weights
 from ..models.lm import RNNLanguageModel
-
-
-class DecoderStep(Protocol):
-    device: torch.device
-
-    @property
-    def vocab_size(self) -> int: ...
-
-    def start(self, state, n: int) -> None: ...
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor: ...
-
-    def reorder(self, index: torch.Tensor) -> None: ...
 
 
 # The one-step functions whose arithmetic ``StepRunner.step`` has written out by hand.
@@ -409,16 +389,3 @@ class StepRunner:
     @property
     def vocab_size(self) -> int:
         return self.dec_wv.shape[0]
-
-
-def read_prime(model: RNNLanguageModel, prime: torch.Tensor, start_id: int) -> tuple[torch.Tensor, State | None, int]:
-    """Read the prime (all but its last token) with the model's own forward pass, in one
-    call; return the prime ids, the state and the token the step loop is fed first."""
-    device = next(model.parameters()).device
-    prime = prime.to(device=device, dtype=torch.long).view(-1)
-    if prime.numel() == 0:
-        prime = torch.tensor([start_id], device=device)
-    state = None
-    if prime.numel() > 1:
-        _, state = model(prime[:-1].view(1, -1))
-    return prime, state, int(prime[-1])

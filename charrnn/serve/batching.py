@@ -32,7 +32,7 @@ import torch
 
 from ..config import SampleConfig
 from ..decoding import Controls, Generation, StepRunner, StopMatcher, iter_sample, make_generator
-from ..decoding.step import read_prime
+from ..decoding.protocol import read_prime
 from ..decoding.text import kept_tokens
 
 # What a request hears from the worker: ("text", [(row, piece), ...]) after a step,

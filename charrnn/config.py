@@ -233,6 +233,9 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+ENGINES = ("auto", "torch", "onnx")  # what computes a language model's step (decoding/engines.py)
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """How to choose each next token during generation.
@@ -293,7 +296,7 @@ class SampleConfig:
             f"length_penalty must be >= 0, not {self.length_penalty}",
         )
         check(self.num_return >= 1, f"num_return must be >= 1, not {self.num_return}")
-        check(self.engine in ("auto", "torch", "onnx"), f"engine must be auto, torch or onnx, not {self.engine!r}")
+        check(self.engine in ENGINES, f"engine must be {', '.join(ENGINES[:-1])} or {ENGINES[-1]}, not {self.engine!r}")
         if self.beam:
             check(self.num_return <= self.beam, f"num_return ({self.num_return}) cannot exceed beam ({self.beam})")
             check(self.num_samples == 1, "num_samples does not apply to beam search (use num_return)")

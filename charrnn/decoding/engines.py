@@ -35,7 +35,6 @@ from ..files import cache_root
 from ..runtime import cpu_name
 from .step import StepRunner
 
-ENGINES = ("auto", "torch", "onnx")
 MARGIN = 1.05  # auto takes onnx only when torch's step took at least this many times longer
 _ONNX = "charrnn.export.engine"  # the module that makes ONNX Runtime steps (a layer above this one)
 

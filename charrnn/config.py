@@ -19,7 +19,9 @@ from .errors import ConfigError, ResumeMismatchError
 # The names of the recurrent cell kinds, in the order of models/cells.py's table, which
 # owns them: its register_cell appends a name here. The configs and the command line check
 # names against this list without importing torch (the table's entries need it).
-CELLS: list[str] = ["lstm", "gru", "rnn"]
+CELLS: list[str] = ["lstm", "gru", "rnn", "mingru", "minlstm"]
+# The cells trained by a parallel scan (no recurrent matrix, so no weight drop).
+SCAN_CELLS = ("mingru", "minlstm")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -97,6 +99,9 @@ class ModelConfig(RecurrentConfig):
             value = getattr(self, name)
             check(0.0 <= value < 1.0, f"{name} must be in [0, 1), not {value}")
         self._check_recurrent()
+        check(not (self.weight_drop and self.cell in SCAN_CELLS),
+              f"weight_drop drops recurrent weights, which a {self.cell} cell does not have (its gates read the "
+              "input alone): use dropout instead")
         check(self.vocab_size >= 0, "vocab_size must be >= 0")
         if self.tie_weights:
             check(

@@ -53,3 +53,5 @@ def tiny_model_config(cell: str = "lstm", vocab_size: int = 7, **kw):
 
 
 CELLS = ["lstm", "gru", "rnn"]
+# The cells trained by a parallel scan (models/minrnn.py): no torch module to compare with.
+SCAN_CELLS = ["mingru", "minlstm"]

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from charrnn.errors import ConfigError, CorpusError
-from charrnn.config import CELLS
 from charrnn.task_configs import POOLS, ClassifierConfig
 from charrnn.models.classifier import SequenceClassifier
 from charrnn.models.embeddings import init_embedding, read_vectors
+from conftest import CELLS, SCAN_CELLS
 
 V, E, H, C, T = 7, 5, 3, 4, 6
 LENGTHS = [6, 2, 4, 1]  # N = 4, unsorted on purpose
@@ -77,7 +77,7 @@ BI = pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 POOL = pytest.mark.parametrize("pool", POOLS)
 
 
-@ALL
+@pytest.mark.parametrize("cell", list(CELLS) + SCAN_CELLS)
 @BI
 @POOL
 def test_sequence_alone_equals_sequence_in_padded_batch(cell, bidirectional, pool):

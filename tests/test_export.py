@@ -24,7 +24,7 @@ from charrnn.text.symbols import PairTokenizer, SymbolTokenizer  # noqa: E402
 from test_cli import assert_one_line_error, run  # noqa: E402
 
 TOL = 1e-4
-CELLS = ["lstm", "gru", "rnn"]
+from conftest import CELLS, SCAN_CELLS
 TEXT = "the cat sat on the mat. a dog, a log!\n"
 
 
@@ -49,7 +49,7 @@ def _close(got, want):
 
 
 @pytest.mark.parametrize("layers", [1, 2])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELLS + SCAN_CELLS)
 def test_lm_step_by_step_over_100_tokens_equals_pytorch(cell, layers):
     """100 tokens fed one at a time with the state carried through onnxruntime give the
     logits and final state of the model's forward over the whole sequence, at batch 3
@@ -72,7 +72,7 @@ def test_lm_step_by_step_over_100_tokens_equals_pytorch(cell, layers):
 
 
 @pytest.mark.parametrize("label_init", [False, True])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELLS + SCAN_CELLS)
 def test_conditional_start_and_step_over_100_tokens_equal_pytorch(cell, label_init):
     cfg = ConditionalConfig(vocab_size=9, num_labels=3, cell=cell, layers=2, hidden_size=5, embedding_dim=3,
                             label_dim=2, label_init=label_init, dropout=0.0)
@@ -89,7 +89,8 @@ def test_conditional_start_and_step_over_100_tokens_equal_pytorch(cell, label_in
 
 
 @pytest.mark.parametrize("cell,pool,one_hot", [("lstm", "max", False), ("gru", "last", True), ("rnn", "attention", False),
-                                               ("lstm", "mean", False)])
+                                               ("lstm", "mean", False), ("mingru", "max", False),
+                                               ("minlstm", "attention", False)])
 def test_classifier_forward_over_100_tokens_equals_pytorch(cell, pool, one_hot):
     cfg = ClassifierConfig(vocab_size=11, num_labels=3, cell=cell, layers=2, hidden_size=6, embedding_dim=5,
                            pool=pool, one_hot=one_hot)
@@ -149,7 +150,8 @@ def test_tagger_emissions_and_viterbi_from_the_json_equal_pytorch(tmp_path, cell
 
 
 @pytest.mark.parametrize("cell,attention,feeding", [("lstm", "general", True), ("gru", "additive", True),
-                                                    ("rnn", "dot", False), ("lstm", "none", False)])
+                                                    ("rnn", "dot", False), ("lstm", "none", False),
+                                                    ("mingru", "general", True), ("minlstm", "dot", False)])
 def test_seq2seq_encoder_and_decoder_step_over_100_tokens_equal_pytorch(cell, attention, feeding):
     cfg = Seq2SeqConfig(src_vocab_size=9, tgt_vocab_size=8, cell=cell, layers=2, hidden_size=6, embedding_dim=5,
                         attention=attention, bidirectional=attention != "dot", input_feeding=feeding)

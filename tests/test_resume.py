@@ -15,7 +15,7 @@ from charrnn.errors import CheckpointError, CorpusError, TrainingDiverged, Train
 from charrnn.text.tokenizers import CharTokenizer
 from charrnn.tasks.lm import LanguageModelTask
 from charrnn.training import Trainer
-from conftest import CELLS, TINY_TEXT
+from conftest import CELLS, SCAN_CELLS, TINY_TEXT
 
 TEXT = TINY_TEXT
 TRAIN, VAL = TEXT[: int(len(TEXT) * 0.9)], TEXT[int(len(TEXT) * 0.9):]
@@ -61,7 +61,7 @@ class StopAfter(LanguageModelTask):
         return super().cross_entropy(logits, targets)
 
 
-@pytest.mark.parametrize("cell, precision", [(c, "fp32") for c in CELLS] + [("lstm", "bf16")])
+@pytest.mark.parametrize("cell, precision", [(c, "fp32") for c in CELLS + SCAN_CELLS] + [("lstm", "bf16"), ("mingru", "bf16")])
 def test_stop_and_resume_equals_one_run_bitwise(tmp_path, cell, precision):
     wpe = windows_per_epoch()
     total = 2 * wpe + 5  # crosses epoch boundaries after the resume

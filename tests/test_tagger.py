@@ -16,7 +16,7 @@ from charrnn.tasks.tag import (IGNORE, Encoded, TaggedBatches, TaggedData, TagTa
 from charrnn.text.tagged import Sentence
 
 CPU = torch.device("cpu")
-CELLS = ["lstm", "gru", "rnn"]
+from conftest import CELLS, SCAN_CELLS
 
 
 def _config(cell="lstm", bidirectional=True, crf=False, chars=5, layers=1) -> TaggerConfig:
@@ -74,7 +74,7 @@ def test_emissions_match_torch_modules(cell):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELLS + SCAN_CELLS)
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_padding_never_changes_a_result(cell, bidirectional):
     torch.manual_seed(0)
@@ -93,7 +93,7 @@ def test_padding_never_changes_a_result(cell, bidirectional):
     torch.testing.assert_close(model(*inp.model_inputs(CPU))[mask], batch[mask])
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELLS + SCAN_CELLS)
 def test_bidirectional_output_depends_on_later_tokens(cell):
     """Changing the last word changes the emissions at position 0 with a bidirectional
     tagger, and never with a unidirectional one."""

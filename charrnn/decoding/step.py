@@ -62,6 +62,8 @@ class StepRunner:
         # cell's, with both biases), or None: each layer then steps through the entry's
         # own function (``_generic_step``).
         self.fused = self.kind.step if self.kind.step in _FUSED and model.rnn.bias else None
+        # A parallel-scan cell (models/minrnn.py) steps through its own module's ``step``.
+        self.stack = model.rnn if self.kind.parallel else None
         p = next(model.parameters())
         self.device, self.dtype = p.device, torch.float32
         # The weights laid out for stepping are made once per model and kept with it until
@@ -98,7 +100,7 @@ class StepRunner:
         self.vbh: list[torch.Tensor] = []
         self.layer_w: list[list[torch.Tensor]] = []  # the generic path's: w_ih, w_hh[, b_ih, b_hh]
         self.table: torch.Tensor | None = None
-        for layer in range(cfg.layers):
+        for layer in range(0 if self.kind.parallel else cfg.layers):
             weights = [w.detach().float() for w in layer_weights(model.rnn, layer)]
             if self.fused is None:
                 self.layer_w.append(weights)
@@ -378,6 +380,10 @@ class StepRunner:
         """``step`` through the cell's own one-step function, layer by layer: inp (N, E) ->
         logits (N, V), the new state written into the same buffers (h, and c when paired)."""
         kind = self.kind
+        if self.stack is not None:
+            inp, new = self.stack.step(inp, self.hc[0])
+            self.hc[0].copy_(new)
+            return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
         for i in range(self.layers):
             h, c = self.h[i], self.c[i]
             new = kind.flatten(kind.step(inp, kind.pack((h, c)), *self.layer_w[i]))

@@ -123,7 +123,7 @@ class GradientProfile:
 
 
 def zero_state(rnn: nn.RNNBase, cell: str, rows: int) -> State:
-    w = rnn.weight_hh_l0
+    w = next(rnn.parameters())
     h = torch.zeros(rnn.num_layers, rows, rnn.hidden_size, dtype=w.dtype, device=w.device)
     return cell_kind(cell).initial(h)
 
@@ -137,7 +137,7 @@ def hidden_gradient_norms(rnn: nn.RNNBase, cell: str, inputs: torch.Tensor,
 
     ``loss_of_last`` maps the last hidden state h_{T-1} (N, H) to per-row losses (N,);
     their sum is differentiated, which gives each row the gradient of its own loss."""
-    if not isinstance(rnn, nn.RNNBase) or rnn.bidirectional or not rnn.batch_first:
+    if rnn.bidirectional or not rnn.batch_first:
         raise ConfigError("the gradient picture needs a one-directional, batch-first nn.LSTM/GRU/RNN")
     n, t_len, _ = inputs.shape
     inputs = inputs.detach().requires_grad_(True)  # the h_t need a graph even with frozen weights

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..config import CELLS as CELL_NAMES
 from ..errors import ConfigError
+from .minrnn import MinGRU, MinLSTM, ScanStack
 
 State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 
@@ -53,8 +54,13 @@ class CellKind:
     gates: int  # weight rows per hidden unit: 4 for LSTM, 3 for GRU, 1 for RNN
     paired: bool  # the state is the pair (h, c) rather than h alone
     step: Callable[..., Any]
-    kernel: Callable[..., Any]
+    kernel: Callable[..., Any] | None
     kwargs: Mapping[str, Any] = field(default_factory=dict)  # more constructor arguments
+    # A cell trained by a parallel scan over time (models/minrnn.py): its module has its
+    # own forward and one-step ``step(x, state, training)``, no weight_hh, and ``step`` and
+    # ``kernel`` are None; ``count(input, hidden, layers)`` gives its parameter count.
+    parallel: bool = False
+    count: Callable[[int, int, int], int] | None = None
 
     @property
     def bias(self) -> bool:
@@ -69,9 +75,11 @@ class CellKind:
     def make(self, input_size: int, hidden_size: int, layers: int, dropout: float,
              bidirectional: bool = False) -> nn.RNNBase:
         """A batch-first stack of ``layers`` layers; ``dropout`` applies between layers
-        only, so it is dropped for a single layer (torch warns otherwise)."""
+        only, so it is dropped for a single layer (torch warns otherwise); a parallel
+        cell's blocks apply it to their residual branches, with one layer too."""
         return self.module(input_size=input_size, hidden_size=hidden_size, num_layers=layers, batch_first=True,
-                           dropout=dropout if layers > 1 else 0.0, bidirectional=bidirectional, **self.kwargs)
+                           dropout=dropout if layers > 1 or self.parallel else 0.0, bidirectional=bidirectional,
+                           **self.kwargs)
 
     def initial(self, h: torch.Tensor) -> State:
         """The state whose hidden part is ``h`` (L, N, H) and any other part (c) zero."""
@@ -92,8 +100,14 @@ GRU = CellKind("gru", nn.GRU, gates=3, paired=False, step=torch.gru_cell, kernel
 RNN = CellKind("rnn", nn.RNN, gates=1, paired=False, step=torch.rnn_tanh_cell, kernel=torch._VF.rnn_tanh,
                kwargs={"nonlinearity": "tanh"})
 
+# minGRU and minLSTM in charrnn's residual block (models/minrnn.py), trained by a parallel scan.
+MINGRU = CellKind("mingru", MinGRU, gates=2, paired=False, step=None, kernel=None, parallel=True,
+                  count=lambda i, h, n: ScanStack.count(i, h, n, "gru"))
+MINLSTM = CellKind("minlstm", MinLSTM, gates=3, paired=False, step=None, kernel=None, parallel=True,
+                   count=lambda i, h, n: ScanStack.count(i, h, n, "lstm"))
+
 # THE table, in config.CELLS's order (diagnostics derive seeds from the positions).
-CELLS: dict[str, CellKind] = {kind.name: kind for kind in (LSTM, GRU, RNN)}
+CELLS: dict[str, CellKind] = {kind.name: kind for kind in (LSTM, GRU, RNN, MINGRU, MINLSTM)}
 _BUILT_IN = frozenset(CELLS)
 
 
@@ -139,6 +153,8 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, layers: int, dropout:
 def layer_weights(rnn: nn.RNNBase, k: int) -> list[torch.Tensor]:
     """Layer ``k``'s weights in the order torch's kernels and cell functions take them:
     w_ih, w_hh, then b_ih, b_hh when the module has biases."""
+    if not isinstance(rnn, nn.RNNBase):
+        raise ConfigError(f"{type(rnn).__name__} has no per-layer recurrent weights (a parallel-scan cell)")
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if rnn.bias else ("weight_ih", "weight_hh")
     return [getattr(rnn, f"{n}_l{k}") for n in names]
 
@@ -174,6 +190,8 @@ def step_layers(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state: State, dropo
     entry's one-step function: a whole nn.LSTM call per step costs about twice as much on
     the CPU (measured: 10.5 vs 5.7 ms forward and backward for 64 rows of 384 -> 256)."""
     kind = cell_kind(cell)
+    if kind.parallel:
+        return rnn.step(x, state, training)
     parts = kind.flatten(state)  # each (L, R, H)
     new = []
     for k in range(rnn.num_layers):

@@ -77,6 +77,8 @@ def run_rnn(rnn: nn.RNNBase, cell: str, x: torch.Tensor, state: State | None, *,
 
     With neither weight drop nor locked dropout in force this is ``rnn(x, state)`` itself
     (``between`` is then the module's own dropout and is not used here)."""
+    if cell_kind(cell).parallel:  # no recurrent matrix; its blocks drop their residual branches
+        return rnn(x, state)
     layers = rnn.num_layers
     locked = variational and between > 0.0 and layers > 1
     if not training or (weight_drop == 0.0 and not locked):

@@ -86,7 +86,10 @@ def params_of(config: ModelConfig) -> int:
     h, e, v, n = config.hidden_size, config.embedding_dim, config.vocab_size, config.layers
     kind = cell_kind(config.cell)
     biases = 2 if kind.bias else 0  # b_ih and b_hh
-    rnn = sum(kind.gates * h * ((e if i == 0 else h) + h + biases) for i in range(n))
+    if kind.count is not None:
+        rnn = kind.count(e, h, n)
+    else:
+        rnn = sum(kind.gates * h * ((e if i == 0 else h) + h + biases) for i in range(n))
     decoder = (0 if config.tie_weights else v * h) + v
     return v * e + rnn + decoder
 

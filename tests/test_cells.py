@@ -96,7 +96,7 @@ class TestARegisteredCell:
         with registered(dataclasses.replace(nobias, name="spare")):
             assert "spare" in CELL_NAMES
         assert "spare" not in CELL_NAMES and "spare" not in CELLS
-        with pytest.raises(ConfigError, match="cell must be one of lstm, gru, rnn, lstm_nobias, not 'spare'"):
+        with pytest.raises(ConfigError, match="cell must be one of lstm, gru, rnn, mingru, minlstm, lstm_nobias, not 'spare'"):
             ModelConfig(cell="spare")
 
 

@@ -20,7 +20,7 @@ from charrnn.api import Classifier, ConditionalModel, LanguageModel, Seq2SeqMode
 from charrnn.checkpoint import load_checkpoint, read_metrics
 from charrnn.errors import CharrnnError, CheckpointError, ConfigError, CorpusError
 from charrnn.training import runfile
-from conftest import TINY_TEXT
+from conftest import SCAN_CELLS, TINY_TEXT
 from test_cli_classify import separable, write_tsv
 from test_cli_conditional import words
 from test_cli_seq2seq import ok, reverse, reverse_task, write_pairs
@@ -117,9 +117,10 @@ def test_lm_from_python_is_the_run_its_config_toml_repeats_on_the_command_line(t
 # ----------------------------------------------------------------- the other tasks
 
 
-def test_classifier_from_python(tmp_path, capsys):
+@pytest.mark.parametrize("cell", ["lstm", *SCAN_CELLS])
+def test_classifier_from_python(tmp_path, capsys, cell):
     data = write_tsv(tmp_path / "sep.tsv", separable(40, seed=0))
-    clf = charrnn.train(data, task="classify", out=tmp_path / "clf", hidden_size=16, embedding_dim=6, batch_size=8,
+    clf = charrnn.train(data, task="classify", out=tmp_path / "clf", cell=cell, hidden_size=16, embedding_dim=6, batch_size=8,
                         max_steps=60, lr=0.01, eval_interval=20, **HW, progress=False)
     assert capsys.readouterr().out == ""
     assert type(clf) is Classifier and clf.task == "classify"
@@ -136,10 +137,11 @@ def test_classifier_from_python(tmp_path, capsys):
     assert runfile.read(tmp_path / "clf" / "config.toml")["task"] == "classify"
 
 
-def test_tagger_from_python(tmp_path, capsys):
+@pytest.mark.parametrize("cell", ["lstm", *SCAN_CELLS])
+def test_tagger_from_python(tmp_path, capsys, cell):
     sentences = toy_sentences(30, 1)
     data = write_conllu(tmp_path / "train.conllu", sentences)
-    tagger = charrnn.train(data, task="tag", out=tmp_path / "tag", hidden_size=8, embedding_dim=4, char_hidden_size=4,
+    tagger = charrnn.train(data, task="tag", out=tmp_path / "tag", cell=cell, hidden_size=8, embedding_dim=4, char_hidden_size=4,
                            char_embedding_dim=4, batch_size=4, max_steps=6, eval_interval=3, **HW, progress=False)
     assert capsys.readouterr().out == ""
     assert type(tagger) is SequenceTagger and tagger.task == "tag"
@@ -155,10 +157,11 @@ def test_tagger_from_python(tmp_path, capsys):
     assert runfile.read(tmp_path / "tag" / "config.toml")["task"] == "tag"
 
 
-def test_seq2seq_from_python(tmp_path, capsys):
+@pytest.mark.parametrize("cell", ["lstm", *SCAN_CELLS])
+def test_seq2seq_from_python(tmp_path, capsys, cell):
     train, _ = reverse_task(60, 10)
     data = write_pairs(tmp_path / "rev.tsv", train)
-    s2s = charrnn.train(data, task="seq2seq", out=tmp_path / "s2s", hidden_size=8, embedding_dim=4, batch_size=4,
+    s2s = charrnn.train(data, task="seq2seq", out=tmp_path / "s2s", cell=cell, hidden_size=8, embedding_dim=4, batch_size=4,
                         max_steps=6, eval_interval=3, **HW, progress=False)
     assert capsys.readouterr().out == ""
     assert type(s2s) is Seq2SeqModel and s2s.task == "seq2seq"
@@ -175,13 +178,14 @@ def test_seq2seq_from_python(tmp_path, capsys):
     assert runfile.read(tmp_path / "s2s" / "config.toml")["task"] == "seq2seq"
 
 
-def test_conditional_generator_from_python(tmp_path, capsys):
+@pytest.mark.parametrize("cell", ["lstm", *SCAN_CELLS])
+def test_conditional_generator_from_python(tmp_path, capsys, cell):
     folder = tmp_path / "words"
     folder.mkdir()
     train = words(0, 40)
     for label, ws in train.items():
         (folder / f"{label}.txt").write_text("".join(w + "\n" for w in ws), encoding="utf-8")
-    gen = charrnn.train(folder, task="conditional", out=tmp_path / "cond", hidden_size=8, embedding_dim=4, label_dim=2,
+    gen = charrnn.train(folder, task="conditional", out=tmp_path / "cond", cell=cell, hidden_size=8, embedding_dim=4, label_dim=2,
                         batch_size=4, max_steps=6, eval_interval=3, **HW, progress=False)
     assert capsys.readouterr().out == ""
     assert type(gen) is ConditionalModel and gen.task == "conditional"

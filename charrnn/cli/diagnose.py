@@ -145,7 +145,7 @@ def gradients(
     ctx: typer.Context,
     checkpoints: Annotated[Optional[list[Path]], typer.Argument(help="Language models (run directories or checkpoint files) to measure on --text; none: fresh cells.", show_default=False)] = None,
     text: Annotated[Optional[str], typer.Option(help="Text (a file or a registered corpus name, e.g. tinyshakespeare): a checkpoint's own text, the fresh cells' input, or the training text of --training.", show_default=False, rich_help_panel="Input")] = None,
-    cells: Annotated[Optional[str], typer.Option(help="Comma-separated cells, fresh or to train: rnn, lstm, gru \\[default: rnn,lstm,gru; with --training: rnn].", show_default=False, rich_help_panel="Model")] = None,
+    cells: Annotated[Optional[str], typer.Option(help="Comma-separated cells, fresh or to train: rnn, lstm, gru, mingru, minlstm \\[default: rnn,lstm,gru; with --training: rnn].", show_default=False, rich_help_panel="Model")] = None,
     hidden_size: Annotated[int, typer.Option(min=1, help="Hidden units of the fresh cells.", rich_help_panel="Model")] = 128,
     layers: Annotated[int, typer.Option(min=1, max=64, help="Layers of the fresh cells.", rich_help_panel="Model")] = 1,
     length: Annotated[int, typer.Option(min=2, help="Positions of the window: the farthest distance is length - 1.", rich_help_panel="Measurement")] = 200,

@@ -55,7 +55,7 @@ stdout, one line per run to stderr as it finishes; -o draws the score against th
 @diagnose_app.command(help=paragraphs(MEMORY_HELP))
 def memory(
     task: Annotated[MemoryTask, typer.Option(help="The adding task or the copy task.", rich_help_panel="Task")] = DEFAULT_TASK,
-    cells: Annotated[str, typer.Option(help="Comma-separated cells: rnn, lstm, gru.", rich_help_panel="Task")] = "rnn,lstm,gru",
+    cells: Annotated[str, typer.Option(help="Comma-separated cells: rnn, lstm, gru, mingru, minlstm.", rich_help_panel="Task")] = "rnn,lstm,gru",
     lags: Annotated[str, typer.Option(help="Comma-separated lags in steps.", rich_help_panel="Task")] = ",".join(map(str, DEFAULT_LAGS)),
     remember: Annotated[int, typer.Option(min=1, help="copy: symbols to remember.", rich_help_panel="Task")] = MEM.remember,
     alphabet: Annotated[int, typer.Option(min=2, help="copy: distinct symbols.", rich_help_panel="Task")] = MEM.alphabet,

@@ -143,11 +143,18 @@ def hidden_gradient_norms(rnn: nn.RNNBase, cell: str, inputs: torch.Tensor,
     inputs = inputs.detach().requires_grad_(True)  # the h_t need a graph even with frozen weights
     state = zero_state(rnn, cell, n) if state is None else state
     hs = []
+    parallel = cell_kind(cell).parallel
     with torch.enable_grad():
         for t in range(t_len):
-            h, state = step_layers(rnn, cell, inputs[:, t], state, 0.0, False)  # h (N, H)
-            hs.append(h)
-        losses = loss_of_last(hs[-1])  # (N,)
+            if parallel:
+                # A scan cell's recurrent state is its cell's h, not the block's output (which
+                # no later step reads): measure the top layer's h, read out the output.
+                out, state = rnn.step_layers(inputs[:, t], state)  # state: the tensors the next step reads
+                hs.append(state[-1])
+            else:
+                out, state = step_layers(rnn, cell, inputs[:, t], state, 0.0, False)  # out (N, H)
+                hs.append(out)
+        losses = loss_of_last(out)  # (N,)
         grads = torch.autograd.grad(losses.sum(), hs)
     # The norm in float64: squaring float32 entries under ~1e-19 underflows, which would
     # cut the picture off near 1e-22 although the gradient itself lives down to ~1e-38.

@@ -220,6 +220,13 @@ class ScanStack(nn.Module):
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step for R rows: x (R, I), state (L, R, H) -> top output (R, H), new state:
         the recurrence itself, no scan."""
+        out, new = self.step_layers(x, state, training)
+        return out, torch.stack(new)
+
+    def step_layers(self, x: torch.Tensor, state, training: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``step`` with the state as one (R, H) tensor per layer, in and out (a list, or a
+        stacked tensor in): the very tensors the next step reads, which the gradient
+        diagnostics differentiate against."""
         p = self.dropout
         x = self.proj(x) if self.proj is not None else x
         new = []
@@ -230,7 +237,7 @@ class ScanStack(nn.Module):
             x = x + _dropout(h.to(x.dtype), p, training)
             if block.ffn_mult:
                 x = x + _dropout(block.ffn(x), p, training)
-        return self.norm(x), torch.stack(new)
+        return self.norm(x), new
 
     @staticmethod
     def count(input_size: int, hidden_size: int, layers: int, variant: str, ffn_mult: int = FFN_MULT) -> int:

@@ -27,7 +27,7 @@ from charrnn.config import ModelConfig
 from charrnn.decoding import StepRunner
 from charrnn.errors import ConfigError
 from charrnn.models.lm import RNNLanguageModel
-from charrnn.models.minrnn import LinearScan, ScanStack, scan
+from charrnn.models.minrnn import MinScan, ScanStack, scan
 from charrnn.training.sizing import params_of
 from conftest import SCAN_CELLS, TINY_TEXT
 from test_cli import assert_one_line_error, run
@@ -95,12 +95,12 @@ def test_scan_with_bf16_products_stays_within_bf16_rounding(variant, method):
     torch.testing.assert_close(got.double(), want, rtol=3e-2, atol=3e-2)
 
 
-def test_the_walks_gradient_passes_gradcheck():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_walks_gradient_passes_gradcheck(variant):
     g = torch.Generator().manual_seed(0)
-    a = torch.rand(2, 9, 3, generator=g, dtype=torch.double).requires_grad_()
-    b = torch.randn(2, 9, 3, generator=g, dtype=torch.double).requires_grad_()
+    gates = (_gates(variant, 2, 9, 3) + 0.01).double().requires_grad_()  # no pre-activation at g's kink
     h0 = torch.randn(2, 3, generator=g, dtype=torch.double).requires_grad_()
-    assert torch.autograd.gradcheck(LinearScan.apply, (a, b, h0))
+    assert torch.autograd.gradcheck(lambda x, h: MinScan.apply(x, h, variant == "lstm"), (gates, h0))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -21,6 +21,7 @@ import torch
 
 from ..models.cells import State, cell_kind, layer_weights
 from ..models.lm import RNNLanguageModel
+from .scan_step import ScanStep
 
 
 # The one-step functions whose arithmetic ``StepRunner.step`` has written out by hand.
@@ -62,8 +63,8 @@ class StepRunner:
         # cell's, with both biases), or None: each layer then steps through the entry's
         # own function (``_generic_step``).
         self.fused = self.kind.step if self.kind.step in _FUSED and model.rnn.bias else None
-        # A parallel-scan cell (models/minrnn.py) steps through its own module's ``step``.
-        self.stack = model.rnn if self.kind.parallel else None
+        # A parallel-scan cell (models/minrnn.py) has a step of its own (decoding/scan_step.py).
+        self.stack = ScanStep(model) if self.kind.parallel else None
         p = next(model.parameters())
         self.device, self.dtype = p.device, torch.float32
         # The weights laid out for stepping are made once per model and kept with it until
@@ -196,6 +197,8 @@ class StepRunner:
                          "x": [self.x[0].view(-1) if self.x else None]
                               + [self.hc[0, i - 1 : i + 1].reshape(-1) for i in range(1, self.layers)]}
         self._start_packing(n)
+        if self.stack is not None:
+            self.stack.start(n)
 
     def _lstm_gates(self, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Views of LSTM gates (order input, forget, output, cell): the sigmoid part, the
@@ -262,6 +265,8 @@ class StepRunner:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed ``tokens`` (N,); return the logits (N, V) of the next token (a reused buffer)."""
+        if self.stack is not None:
+            return self.stack.step(tokens, self.hc[0], self.logits)
         if self.vector:
             return self._vector_step(tokens)
         H = self.hidden
@@ -380,10 +385,6 @@ class StepRunner:
         """``step`` through the cell's own one-step function, layer by layer: inp (N, E) ->
         logits (N, V), the new state written into the same buffers (h, and c when paired)."""
         kind = self.kind
-        if self.stack is not None:
-            inp, new = self.stack.step(inp, self.hc[0])
-            self.hc[0].copy_(new)
-            return torch.addmm(self.dec_b, inp, self.dec_w, out=self.logits)
         for i in range(self.layers):
             h, c = self.h[i], self.c[i]
             new = kind.flatten(kind.step(inp, kind.pack((h, c)), *self.layer_w[i]))

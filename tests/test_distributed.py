@@ -60,7 +60,7 @@ def max_diff(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("cell,tokenizer", [("lstm", "char"), ("gru", "bpe")])
+@pytest.mark.parametrize("cell,tokenizer", [("lstm", "char"), ("gru", "bpe"), ("mingru", "char")])
 def test_two_processes_make_the_updates_of_one_with_the_global_batch(tmp_path, corpus, cell, tokenizer):
     # bpe: rank 0 trains the tokenizer and rank 1 encodes with a copy of it.
     tok = ["--tokenizer", "bpe", "--vocab-size", "300"] if tokenizer == "bpe" else []

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig, TrainConfig
 from ..errors import CorpusError
-from ..models.cells import State, detach_state
+from ..models.cells import State, cell_kind, detach_state
 from ..models.lm import RNNLanguageModel
 from ..runtime import autocast
 from ..text.prepare import Corpus
@@ -50,7 +50,11 @@ class LanguageModelTask(Task):
         self.val_size = self.val_ids.numel()
         self._fingerprint = corpus.fingerprint
         self.model_config = dataclasses.replace(model_config, vocab_size=tok.vocab_size)
-        self.ar, self.tar = cfg.ar, cfg.tar
+        # AR and TAR keep an RNN's hidden outputs small and smooth; a scan cell's outputs are
+        # layer-normalised (mean square about 1 by construction), so they take neither
+        # (measured, 2x192 mingru, 120 s: 2.327 bpc without, 2.484 with AR 1 and TAR 1).
+        parallel = cell_kind(model_config.cell).parallel
+        self.ar, self.tar = (0.0, 0.0) if parallel else (cfg.ar, cfg.tar)
         self.state: State | None = None
         self.before: State | None = None
 

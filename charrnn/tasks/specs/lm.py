@@ -75,8 +75,8 @@ OPTIONS = (
     Option('input_dropout', float, ModelConfig().input_dropout, 'Dropout on the embedded input (language model).', panel='Regularisation', min=0.0, max=0.99),
     Option('embedding_dropout', float, ModelConfig().embedding_dropout, 'Drop whole token types from the embedding for a window (language model).', panel='Regularisation', min=0.0, max=0.99),
     Option('variational', bool, ModelConfig().variational, 'Variational (locked) dropout: --dropout and --input-dropout masks shared by every time step of a window (language model).', panel='Regularisation', flag='--variational/--no-variational'),
-    Option('ar', float, TrainConfig().ar, "Activation regularisation: add this times the mean square of the top layer's (dropped) outputs to the loss (language model).", panel='Regularisation', min=0.0),
-    Option('tar', float, TrainConfig().tar, "Temporal activation regularisation: add this times the mean square of the change of the top layer's outputs from one step to the next (language model).", panel='Regularisation', min=0.0),
+    Option('ar', float, TrainConfig().ar, "Activation regularisation: add this times the mean square of the top layer's (dropped) outputs to the loss (language model; not the scan cells mingru and minlstm, whose outputs are normalised).", panel='Regularisation', min=0.0),
+    Option('tar', float, TrainConfig().tar, "Temporal activation regularisation: add this times the mean square of the change of the top layer's outputs from one step to the next (language model; not the scan cells).", panel='Regularisation', min=0.0),
 )
 
 

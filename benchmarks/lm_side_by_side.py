@@ -169,6 +169,9 @@ def self_check() -> None:
 
 # ------------------------------------------------------------------------ contenders
 
+CHARRNN_ENV = dict(os.environ)  # the charrnn subprocesses' environment (main sets the speed cache)
+
+
 def charrnn_run(contender: str, path: str, val_text: str, budget: float, threads: int, extra: list[str],
                 rescore: bool) -> dict:
     cell = [] if contender == "charrnn" else ["--cell", contender]
@@ -176,7 +179,7 @@ def charrnn_run(contender: str, path: str, val_text: str, budget: float, threads
         cmd = [sys.executable, "-m", "charrnn", "train", path, "--time-budget", f"{budget:g}", "--threads", str(threads),
                *cell, *extra, "--out", f"{tmp}/run", "--json", "--quiet"]
         t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3 * budget + 300)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3 * budget + 300, env=CHARRNN_ENV)
         wall = time.perf_counter() - t
         if proc.returncode:
             return {"error": last_line(proc.stderr or proc.stdout), "seconds": wall}
@@ -199,7 +202,8 @@ def charrnn_run(contender: str, path: str, val_text: str, budget: float, threads
             Path(f"{tmp}/val.txt").write_text(val_text, encoding="utf-8")
             t = time.perf_counter()
             ev = subprocess.run([sys.executable, "-m", "charrnn", "eval", "perplexity", f"{tmp}/run", f"{tmp}/val.txt",
-                                 "--threads", str(threads), "--json"], capture_output=True, text=True)
+                                 "--threads", str(threads), "--json"], capture_output=True, text=True,
+                                env=CHARRNN_ENV)
             if ev.returncode:
                 row["rescore_error"] = last_line(ev.stderr)
             else:
@@ -336,7 +340,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--self-check", action="store_true", help="check the sliding-window scorer and exit")
     ap.add_argument("--write", action="store_true", help="append the results to benchmarks/RESULTS.md")
+    ap.add_argument("--speed-cache", default="fresh",
+                    help="the speed cache charrnn's size chooser reads: 'fresh' (default: an empty one for this "
+                         "invocation, so sizes are measured now, on this machine as it is, inside the first run's "
+                         "budget, as on a new user's first run) or 'user' (~/.cache/charrnn/speed.json as it is)")
     args = ap.parse_args()
+    if args.speed_cache == "fresh":
+        # charrnn keeps measured speeds in $XDG_CACHE_HOME/charrnn/speed.json for good; one
+        # taken while the machine was busy would decide every later run's size.
+        CHARRNN_ENV["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="charrnn-sbs-cache-")
+    elif args.speed_cache != "user":
+        ap.error("--speed-cache is 'fresh' or 'user'")
     if args.self_check:
         self_check()
         return

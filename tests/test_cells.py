@@ -258,7 +258,7 @@ def test_params_of_counts_the_built_in_cells(name):
 
 CONFIGS = [ModelConfig, ClassifierConfig, TaggerConfig, Seq2SeqConfig, ConditionalConfig]
 SHARED = [
-    ({"cell": "tree"}, "cell must be one of lstm, gru, rnn, not 'tree'"),
+    ({"cell": "tree"}, "cell must be one of lstm, gru, rnn, mingru, minlstm, not 'tree'"),
     ({"layers": 0}, "layers must be between 1 and 64, not 0"),
     ({"layers": 65}, "layers must be between 1 and 64, not 65"),
     ({"hidden_size": 0}, "hidden_size must be between 1 and 65536, not 0"),

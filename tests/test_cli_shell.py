@@ -54,7 +54,7 @@ def _complete(capsys, monkeypatch, line: str) -> list[str]:
 def test_commands_options_and_choices_complete(capsys, monkeypatch):
     assert _complete(capsys, monkeypatch, "charrnn sa") == ["sample"]
     assert "--hidden-size" in _complete(capsys, monkeypatch, "charrnn train --hid")
-    assert _complete(capsys, monkeypatch, "charrnn train --cell ") == ["lstm", "gru", "rnn"]
+    assert _complete(capsys, monkeypatch, "charrnn train --cell ") == ["lstm", "gru", "rnn", "mingru", "minlstm"]
     assert "perplexity" in _complete(capsys, monkeypatch, "charrnn eval ")
 
 

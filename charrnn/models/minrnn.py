@@ -62,16 +62,30 @@ def coefficients(variant: str, gates: torch.Tensor) -> tuple[torch.Tensor, torch
     return log_f - total, log_i - total + log_g(pre)
 
 
-def linear_coefficients(variant: str, gates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a, b) themselves: exp(``coefficients``) in fewer operations (a CPU's window, and
-    every decoding step)."""
+def _mixing(variant: str, gates: torch.Tensor):
+    """The step's weights from the gate pre-activations (..., G*H): (a, c, pre, parts) for
+    h' = a * h + c * g(pre); ``parts`` is (f, i, f + i) for minLSTM (its gradient needs
+    them), None for minGRU (a = 1 - z, c = z)."""
     if variant == "gru":
         k, pre = _wide(gates).chunk(2, dim=-1)
-        return torch.sigmoid(-k), torch.sigmoid(k) * torch.where(pre >= 0, pre + 0.5, torch.sigmoid(pre))
+        return torch.sigmoid(-k), torch.sigmoid(k), pre, None
     f, i, pre = _wide(gates).chunk(3, dim=-1)
     f, i = torch.sigmoid(f), torch.sigmoid(i)
     total = f + i
-    return f / total, i / total * torch.where(pre >= 0, pre + 0.5, torch.sigmoid(pre))
+    return f / total, i / total, pre, (f, i, total)
+
+
+def _g(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """g(pre) and sigmoid(pre)."""
+    s = torch.sigmoid(pre)
+    return torch.where(pre >= 0, pre + 0.5, s), s
+
+
+def linear_coefficients(variant: str, gates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) themselves: exp(``coefficients``) in fewer operations (a CPU's window, and
+    every decoding step)."""
+    a, c, pre, _ = _mixing(variant, gates)
+    return a, c * _g(pre)[0]
 
 
 def scan(variant: str, gates: torch.Tensor, h0: torch.Tensor | None, method: str = "auto") -> torch.Tensor:
@@ -150,26 +164,18 @@ class MinScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         gates, h, h0 = ctx.saved_tensors
-        x = _wide(gates)
-        if ctx.lstm:
-            f, i, pre = x.chunk(3, dim=-1)
-            f, i = torch.sigmoid(f), torch.sigmoid(i)
-            total = f + i
-            a, c = f / total, i / total
-        else:
-            k, pre = x.chunk(2, dim=-1)
-            a, c = torch.sigmoid(-k), torch.sigmoid(k)  # 1 - z, z
-        s = torch.sigmoid(pre)
-        gp = torch.where(pre >= 0, pre + 0.5, s)
+        a, c, pre, parts = _mixing("lstm" if ctx.lstm else "gru", gates)
+        gp, s = _g(pre)
         a_next = torch.cat([a[:, 1:], a.new_zeros(a.shape[0], 1, a.shape[2])], 1)
         d = _walk(a_next, _wide(grad).contiguous(), torch.zeros_like(h0), reverse=True)  # dL/db
         da = d * torch.cat([h0.unsqueeze(1), h[:, :-1]], 1)  # dL/da = d_t h_{t-1}
         dc = d * gp
         dpre = d * c * torch.where(pre >= 0, torch.ones_like(s), s * (1 - s))
-        if ctx.lstm:  # a = f / (f + i), c = i / (f + i)
+        if parts is not None:  # minLSTM: a = f / (f + i), c = i / (f + i)
+            f, i, total = parts
             diff = (da - dc) / (total * total)
             parts = [diff * i * f * (1 - f), -diff * f * i * (1 - i), dpre]
-        else:  # a = 1 - z, c = z
+        else:  # minGRU: a = 1 - z, c = z
             parts = [(dc - da) * c * a, dpre]
         return torch.cat(parts, -1).to(gates.dtype), a[:, 0] * d[:, 0], None
 

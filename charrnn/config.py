@@ -24,6 +24,10 @@ CELLS: list[str] = ["lstm", "gru", "rnn", "mingru", "minlstm"]
 SCAN_CELLS = ("mingru", "minlstm")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+# The learning-rate schedules: "cosine" (linear warmup over warmup_steps, then cosine decay)
+# and "slanted" (ULMFiT's slanted triangular: a linear rise over the first tenth of the run,
+# then a linear decay; warmup_steps does not apply).
+SCHEDULES = ("cosine", "slanted")
 
 # With no --max-steps, --epochs or --time-budget, training runs this many epochs (measured
 # on tinyshakespeare with a 2x512 LSTM: 10 epochs overfit, best 2.072 at epoch 8) ...
@@ -120,6 +124,7 @@ class TrainConfig:
     lr: float = 3e-3
     min_lr_ratio: float = 0.02  # the schedule decays to lr * min_lr_ratio
     warmup_steps: int = 100
+    schedule: str = "cosine"
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     # Activation regularisation of a language model (AWD-LSTM): ar * mean(dropped output^2)
@@ -133,9 +138,14 @@ class TrainConfig:
     max_steps: int | None = None
     epochs: float | None = None
     time_budget: float | None = None  # seconds of wall time, final evaluation and save included
-    # Early stopping: end the run after this many evaluations in a row without a better
-    # validation score (the best checkpoint is kept); None trains to the limit.
+    # Early stopping: after this many evaluations in a row without a better validation
+    # score the learning rate is annealed to its floor over as many evaluations again, and
+    # the run ends (the best checkpoint is kept); None or 0 trains to the limit.
     patience: int | None = None
+    # Stochastic weight averaging: the mean of the weights at the last this many evaluations
+    # is scored at the end of the run and becomes the best checkpoint if it scores better;
+    # 0 (or 1) is off.
+    average_last: int = 0
     # Fine-tuning a model started from a language model (--init, ULMFiT): the learning rate
     # of a layer is lr / layer_lr_decay ** (its distance from the top: the new layers); and
     # with ``unfreeze`` > 0 only the top trains at first, one more layer every ``unfreeze``
@@ -175,8 +185,11 @@ class TrainConfig:
         check(math.isfinite(self.layer_lr_decay) and self.layer_lr_decay >= 1.0,
               f"layer_lr_decay must be >= 1 (1 is off), not {self.layer_lr_decay}")
         check(is_int(self.unfreeze) and self.unfreeze >= 0, f"unfreeze must be >= 0 steps (0 is off), not {self.unfreeze}")
-        check(self.patience is None or (is_int(self.patience) and self.patience >= 1),
-              f"patience must be a whole number of evaluations >= 1, not {self.patience}")
+        check(self.patience is None or (is_int(self.patience) and self.patience >= 0),
+              f"patience must be a whole number of evaluations >= 1 (0 is off), not {self.patience}")
+        check(is_int(self.average_last) and 0 <= self.average_last <= 1000,
+              f"average_last must be a number of evaluations from 0 (off) to 1000, not {self.average_last}")
+        check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         check(
             self.time_budget is None or self.time_budget > 0,
             f"time_budget must be > 0 seconds, not {self.time_budget}",
@@ -209,7 +222,7 @@ class TrainConfig:
 # What may differ when a run is resumed: its limits, reporting, hardware and divergence
 # policy. Everything else (architecture, data layout, optimiser, seed) is fixed by the run.
 RESUME_CHANGEABLE = frozenset({
-    "max_steps", "epochs", "time_budget", "patience", "eval_interval", "log_interval", "device", "precision", "threads",
+    "max_steps", "epochs", "time_budget", "patience", "average_last", "eval_interval", "log_interval", "device", "precision", "threads",
     "rollback_after", "max_rollbacks", "rollback_lr_factor",
 })
 

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS
+from ..config import DEFAULT_EPOCHS, DEFAULT_SECONDS, SCHEDULES
 from ..tasks.registry import all_tasks, task_options
 from . import app as state
 from . import runfile
@@ -22,6 +22,7 @@ from .completion import complete_run_file
 from .common import (_M, _T, Cell, Device, DeviceOpt, JsonOpt, Precision, ReplaceOpt, TokenizerKind, VocabSizeOpt,
                      explicit, print_json, warn)
 
+Schedule = Enum("Schedule", {s: s for s in SCHEDULES}, type=str)
 TaskKind = Enum("TaskKind", {t.name: t.name for t in all_tasks()}, type=str)  # the registered tasks
 TASK_HELP = "; ".join(f"{t.name}: {t.description}" for t in all_tasks()) + "."
 
@@ -47,6 +48,7 @@ def train(
     bptt: Annotated[int, typer.Option(min=1, help="Steps per truncated-BPTT window (T).", rich_help_panel="Optimisation")] = _T.bptt,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).", rich_help_panel="Optimisation")] = _T.lr,
     warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warmup steps before the cosine decay.", rich_help_panel="Optimisation")] = _T.warmup_steps,
+    schedule: Annotated[Schedule, typer.Option(help="Learning-rate schedule: cosine (a linear warmup over --warmup-steps, then a cosine decay) or slanted (ULMFiT's slanted triangular: a linear rise over the first tenth of the run, then a linear decay).", rich_help_panel="Optimisation")] = Schedule(_T.schedule),
     min_lr_ratio: Annotated[float, typer.Option(min=0.0, max=1.0, help="The decay ends at lr times this.", rich_help_panel="Optimisation")] = _T.min_lr_ratio,
     weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay on weight matrices.", rich_help_panel="Optimisation")] = _T.weight_decay,
     grad_clip: Annotated[float, typer.Option(min=0.0, help="Clip the global gradient norm to this.", rich_help_panel="Optimisation")] = _T.grad_clip,
@@ -57,7 +59,8 @@ def train(
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many steps.", rich_help_panel="Stopping")] = _T.max_steps,
     epochs: Annotated[Optional[float], typer.Option(min=0.0, help=f"Stop after this many passes over the training text (with no limit given: {DEFAULT_EPOCHS:g}, or the steps that fit in about {DEFAULT_SECONDS / 60:g} min on this machine if fewer).", rich_help_panel="Stopping")] = _T.epochs,
     time_budget: Annotated[Optional[float], typer.Option(min=0.0, help="Stop within this many seconds, final evaluation and save included; the learning rate decays over it.", rich_help_panel="Stopping")] = _T.time_budget,
-    patience: Annotated[Optional[int], typer.Option(min=1, help="Stop early after this many evaluations in a row without a better validation score (the best checkpoint stays the run's model); the summary says stopped_early.", rich_help_panel="Stopping")] = _T.patience,
+    patience: Annotated[Optional[int], typer.Option(min=0, help="Early stopping: after this many evaluations in a row without a better validation score, anneal the learning rate to its floor over as many evaluations again, then stop (the best checkpoint stays the run's model; the summary says stopped_early); 0 is off [default: 5 for classify, tag, seq2seq and conditional when neither --max-steps nor --epochs is given, else off].", show_default=False, rich_help_panel="Stopping")] = _T.patience,
+    average_last: Annotated[int, typer.Option(min=0, max=1000, help="Average the weights of the last this many evaluations when the run ends (stochastic weight averaging): the mean is scored on the validation data and becomes the run's model if it is better than the best checkpoint; 0 is off.", rich_help_panel="Stopping")] = _T.average_last,
     val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Last fraction of the characters used for validation (classify: a stratified random fraction of the examples).", rich_help_panel="Input")] = _T.val_fraction,
     val_max_chars: Annotated[int, typer.Option(min=2, help="At most this many characters of validation text (keeps validation quick on big corpora).", rich_help_panel="Input")] = _T.val_max_chars,
     val_file: Annotated[Optional[str], typer.Option(help="Validate on this file instead of the end of the corpus (or a split of the examples).", rich_help_panel="Input")] = None,

@@ -156,9 +156,18 @@ class TrainingDisplay:
                 f"val loss {d['val_loss']:.4f}{figures}{mark}"
             )
             self.progress.update(self.task, val=self._val(d))
+            what = d['headline'].replace('val_', '')
+            if d.get("annealing"):
+                self._log(f"no better validation {what} in {d['stale_evals']} evaluations (--patience): annealing the "
+                          f"learning rate over the next {d['anneal_steps']:,} steps, then stopping")
             if d.get("stopped_early"):
-                self._log(f"stopping early: no better validation {d['headline'].replace('val_', '')} in "
-                          f"{d['stale_evals']} evaluations (--patience); the best checkpoint is step {d['best_step']:,}")
+                self._log(f"stopping early: annealed after the validation {what} stalled (--patience); the best "
+                          f"checkpoint is step {d['best_step']:,}")
+        elif event.kind == "average":
+            what = d['headline'].replace('val_', '')
+            self._log(f"the mean of the weights of the last {d['evaluations']} evaluations (steps {d['from_step']:,}-"
+                      f"{d['to_step']:,}): val {what} {d[d['headline']]:.4f}"
+                      + (", better: it is the run's model now" if d["kept"] else ", not better: kept the best"))
         elif event.kind == "skip":
             if d["new_streak"]:  # one line per streak, not per step
                 self._log(

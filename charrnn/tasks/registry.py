@@ -103,6 +103,8 @@ class TaskSpec:
     refuses: tuple[str, ...] = ()
     train_defaults: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields that differ for it
     default_epochs: float | None = None  # with no limit given (None: TrainConfig's own rule)
+    # --patience when neither --max-steps nor --epochs is given (None: no early stopping)
+    default_patience: int | None = None
     fixed_on_resume: tuple[str, ...] = ()  # its options a resumed run keeps from the run (refused if given)
     reads: str = "one file"  # what CORPUS is, for the message when it gets something else
     one_file: bool = True  # CORPUS is one file (not '-', not several)
@@ -149,7 +151,7 @@ COMMON = frozenset({
     "cell", "layers", "hidden_size", "embedding_dim", "dropout", "tokenizer", "vocab_size", "tokenizer_file",
     "val_file", "replace_invalid", "batch_size", "bptt", "lr", "warmup_steps", "min_lr_ratio", "weight_decay",
     "grad_clip", "seed", "rollback_after", "max_rollbacks", "rollback_lr_factor", "max_steps", "epochs",
-    "time_budget", "patience", "layer_lr_decay", "unfreeze", "val_fraction", "val_max_chars", "device", "precision", "threads", "eval_interval",
+    "time_budget", "patience", "average_last", "schedule", "layer_lr_decay", "unfreeze", "val_fraction", "val_max_chars", "device", "precision", "threads", "eval_interval",
     "log_interval",
 })
 

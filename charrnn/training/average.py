@@ -45,20 +45,23 @@ def _same_shape(first: Checkpoint, other: Checkpoint) -> None:
         raise CheckpointError(f"{where}: their {', '.join(diff)} differ")
 
 
-def average_weights(checkpoints: list[Checkpoint]) -> dict[str, torch.Tensor]:
+def mean_weights(weights: list[dict[str, torch.Tensor]], where: str = "") -> dict[str, torch.Tensor]:
     """The mean of every floating-point tensor (computed in float64, stored in its own
     dtype); other tensors must be equal in all of them."""
     out = {}
-    for name, first in checkpoints[0].weights.items():
-        tensors = [ck.weights[name] for ck in checkpoints]
+    for name, first in weights[0].items():
+        tensors = [w[name] for w in weights]
         if first.is_floating_point():
             out[name] = torch.stack([t.double() for t in tensors]).mean(0).to(first.dtype)
         elif all(torch.equal(first, t) for t in tensors[1:]):
             out[name] = first.clone()
         else:
-            raise CheckpointError(f"{checkpoints[0].path}: its {name} is not a number to average and differs between "
-                                  f"the runs")
+            raise CheckpointError(f"{where}: its {name} is not a number to average and differs between the runs")
     return out
+
+
+def average_weights(checkpoints: list[Checkpoint]) -> dict[str, torch.Tensor]:
+    return mean_weights([ck.weights for ck in checkpoints], str(checkpoints[0].path))
 
 
 def average(paths: list[str | os.PathLike], out: str | os.PathLike, latest: bool = False,

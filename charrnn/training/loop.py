@@ -43,8 +43,9 @@ from .distributed import DistContext
 from .events import Event, TrainResult
 from .guard import DivergenceGuard
 from .optim import make_optimizer
+from .swa import Averager
 from .transfer import scales
-from .schedule import Limits, lr_at, planned_steps
+from .schedule import Limits, anneal_progress, lr_at, planned_steps
 
 
 class Trainer:
@@ -99,7 +100,11 @@ class Trainer:
         self.last_val: dict[str, Any] | None = None  # the task's metrics at the last evaluation
         self.last_eval_step = -1
         self.stale_evals = 0  # evaluations in a row without a better score (early stopping)
+        # (step, schedule progress) where the score stalled for --patience evaluations: the
+        # learning rate anneals from there over as many evaluations again, then the run ends.
+        self.anneal: tuple[int, float] | None = None
         self.stopped_early = False
+        self.averager = Averager(cfg.average_last)  # --average-last: the weights of the last evaluations
         self.resumed_from: int | None = None
         self.saved_step: int | None = None  # step of the last complete latest checkpoint
         self._stop_signal: int | None = None
@@ -322,7 +327,11 @@ class Trainer:
                 self._stop_now()
             if limit:
                 break
-            self.lr = lr_at(cfg, self.step, self.limits.progress(self.step, now)) * self.guard.lr_factor
+            if self.anneal is not None and self.step >= self.anneal[0] + self.anneal_steps:
+                self.stopped_early = True
+                break
+            progress = anneal_progress(self.limits.progress(self.step, now), self.anneal, self.step, self.anneal_steps)
+            self.lr = lr_at(cfg, self.step, progress) * self.guard.lr_factor
             for g in self.opt.param_groups:
                 g["lr"] = self.lr if "depth" not in g else self.lr * scales(g["depth"], self.top, self.step,
                                                                             cfg.layer_lr_decay, cfg.unfreeze)
@@ -334,14 +343,18 @@ class Trainer:
                 report.log_progress(self)
             if self.step % cfg.eval_interval == 0 and self._room_for_eval():
                 report.record_eval(self, final=False)
-                if self.stopped_early:
-                    break
         if self.step == 0:
             raise CorpusError("no training step fit in the limits given (time budget too short?)")
         self.guard.check()
         if self.last_eval_step != self.step:
             report.record_eval(self, final=True)
+        self.averager.finish(self)
         return report.finish(self, steps_before)
+
+    @property
+    def anneal_steps(self) -> int:
+        """The length of the anneal after a stall: --patience evaluations' worth of steps."""
+        return (self.cfg.patience or 0) * self.cfg.eval_interval
 
     def _room_for_eval(self) -> bool:
         """Skip a periodic evaluation that would eat into the final one's reserve (rank 0's

@@ -30,7 +30,7 @@ def validate(tr: Trainer) -> tuple[dict[str, float], float]:
     metrics, secs = json.loads(data)
     return metrics, secs
 
-def _improved(tr: Trainer, metrics: dict[str, float]) -> bool:
+def improved(tr: Trainer, metrics: dict[str, float]) -> bool:
     # A NaN score (weights blown up to huge but finite values) is worse than any other:
     # it is best only when there is nothing else yet.
     if tr.best is None:
@@ -49,23 +49,27 @@ def record_eval(tr: Trainer, final: bool) -> None:
     headline = tr.task.headline
     metrics = {"step": tr.step, "time": round(now - tr.t0, 3), **found, "lr": tr.lr,
                tr.task.rate_name: tr.rate, "epoch": tr.step / tr.task.batches.windows_per_epoch}
-    improved = _improved(tr, found)
-    tr.stale_evals = 0 if improved else tr.stale_evals + 1
+    is_best = improved(tr, found)
+    tr.stale_evals = 0 if is_best else tr.stale_evals + 1
     patience = tr.cfg.patience
-    tr.stopped_early = bool(patience and not final and tr.stale_evals >= patience)
+    annealing = bool(patience and not final and tr.anneal is None and tr.stale_evals >= patience)
+    if annealing:  # stalled: anneal the learning rate over as many evaluations again, then stop
+        tr.anneal = (tr.step, tr.limits.progress(tr.step, now))
+    tr.averager.add(tr.model, tr.step)
     t = time.perf_counter()
-    if improved:
+    if is_best:
         tr.best = dict(metrics)
         tr.save("best", {**metrics, f"best_{headline}": found[headline], "best_step": tr.step})
     # best before latest: a crash between the two leaves a latest whose idea of the
     # best is older, and replaying from it rewrites the same best again.
     tr.save_latest({**metrics, f"best_{headline}": tr.best[headline], "best_step": tr.best["step"]})
-    tr.limits.save_seconds = max((time.perf_counter() - t) / (2 if improved else 1), 0.05)
-    tr.log({"event": "eval", **metrics, "best": improved, "final": final,
-            **({"stopped_early": True} if tr.stopped_early else {})})
-    tr.emit("eval", {**metrics, f"best_{headline}": tr.best[headline], "improved": improved, "final": final,
-                       "headline": headline, "stale_evals": tr.stale_evals, "stopped_early": tr.stopped_early,
-                       "best_step": tr.best["step"]})
+    tr.limits.save_seconds = max((time.perf_counter() - t) / (2 if is_best else 1), 0.05)
+    ends = tr.anneal is not None and not final and tr.step >= tr.anneal[0] + tr.anneal_steps
+    tr.log({"event": "eval", **metrics, "best": is_best, "final": final,
+            **({"annealing": True} if annealing else {}), **({"stopped_early": True} if ends else {})})
+    tr.emit("eval", {**metrics, f"best_{headline}": tr.best[headline], "improved": is_best, "final": final,
+                       "headline": headline, "stale_evals": tr.stale_evals, "annealing": annealing,
+                       "anneal_steps": tr.anneal_steps, "stopped_early": ends, "best_step": tr.best["step"]})
 
 def log_progress(tr: Trainer) -> None:
     train_loss = tr.guard.train_loss()
@@ -97,7 +101,8 @@ def finish(tr: Trainer, steps_before: int) -> TrainResult:
         "steps_this_run": tr.step - steps_before,
         "skipped_steps": tr.guard.skipped,
         "rollbacks": tr.guard.rollbacks,
-        "stopped_early": tr.stopped_early,  # the validation score stopped improving (--patience)
+        "stopped_early": tr.stopped_early,  # the validation score stalled, the rate annealed (--patience)
+        "averaged": tr.averager.result,  # --average-last: what the mean of the last evaluations scored
         "epochs": tr.step / tr.task.batches.windows_per_epoch,
         rate: tr.limits.items_seen / max(elapsed, 1e-9),
         f"train_{rate}": tr.limits.items_seen / max(time.perf_counter() - tr.limits.train_t0, 1e-9),

@@ -345,6 +345,8 @@ def run_task(task: str | None, corpus: list[str], given: dict[str, Any], *, out:
     if checkpoint is None and spec.default_epochs is not None and not any(
             n in given for n in ("max_steps", "epochs", "time_budget")):
         train_cfg = dataclasses.replace(train_cfg, epochs=spec.default_epochs)
+    if checkpoint is None and spec.default_patience and not any(n in given for n in ("max_steps", "epochs", "patience")):
+        train_cfg = dataclasses.replace(train_cfg, patience=spec.default_patience)
     if dist is not None:
         dist = distributed.use_device(dist, train_cfg.device)  # a resumed run keeps its device
     check_out_free(dist, out, resume, overwrite)  # say so before the data is prepared

@@ -17,13 +17,32 @@ from ..config import TrainConfig
 from .sizing import run_seconds
 
 
+SLANT_RISE = 0.1  # the slanted triangular schedule rises over this fraction of the run (ULMFiT's cut_frac)
+
+
 def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
-    """Linear warmup over ``warmup_steps``, then cosine decay to lr * min_lr_ratio."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+    """The learning rate at ``step``, ``progress`` (0 to 1) through the run. "cosine": linear
+    warmup over ``warmup_steps``, then cosine decay to lr * min_lr_ratio. "slanted": from
+    lr * min_lr_ratio up to lr linearly over the first SLANT_RISE of the run, then linearly
+    down to lr * min_lr_ratio at its end."""
     p = min(max(progress, 0.0), 1.0)
     floor = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "slanted":
+        shape = p / SLANT_RISE if p < SLANT_RISE else (1.0 - p) / (1.0 - SLANT_RISE)
+        return floor + (cfg.lr - floor) * shape
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def anneal_progress(progress: float, anneal: tuple[int, float] | None, step: int, length: int) -> float:
+    """The schedule's progress once the validation score has stalled (``anneal``: the step
+    and progress where it did): from there it runs to 1 over ``length`` steps (or sooner, if
+    the run's own limits get there first), so the learning rate anneals to its floor."""
+    if anneal is None:
+        return progress
+    start, p0 = anneal
+    return max(progress, p0 + (1.0 - p0) * min((step - start) / max(length, 1), 1.0))
 
 
 def planned_steps(cfg: TrainConfig, batches_per_epoch: int) -> int | None:

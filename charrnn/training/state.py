@@ -66,6 +66,8 @@ def resume_state(tr: Trainer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     for i, s in enumerate(parts):
         tensors[f"hidden.{i}"] = s
     tensors.update(tr.guard.tensors())
+    average_steps, average = tr.averager.tensors()
+    tensors.update(average)
     g = tr.guard
     meta = {
         "version": RESUME_VERSION,
@@ -77,6 +79,8 @@ def resume_state(tr: Trainer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         "last_val": tr.last_val,
         "last_eval_step": tr.last_eval_step,
         "stale_evals": tr.stale_evals,
+        "anneal": list(tr.anneal) if tr.anneal is not None else None,
+        "average_steps": average_steps,
         "rollbacks": g.rollbacks,
         "lr_factor": g.lr_factor,
         "skipped": g.skipped,
@@ -145,6 +149,9 @@ def restore(tr: Trainer, ck: Checkpoint) -> None:
             tr.last_val = {_OLD_LAST_VAL.get(k, k): v for k, v in tr.last_val.items()}
         tr.last_eval_step = int(r["last_eval_step"])
         tr.stale_evals = int(r.get("stale_evals", 0))  # runs from before early stopping had none
+        anneal = r.get("anneal")
+        tr.anneal = (int(anneal[0]), float(anneal[1])) if anneal else None
+        tr.averager.restore(r.get("average_steps") or [], t)
         tr.guard.restore(r, t)
         parts = [t[f"hidden.{i}"] for i in range(int(r["hidden"]))]
         tr.task.restore_carried(parts, tr.rows, tr.device)

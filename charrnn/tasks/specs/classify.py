@@ -99,6 +99,7 @@ SPEC = TaskSpec(
     options=OPTIONS, refuses=("bptt", "val_max_chars"),
     fixed_on_resume=("embeddings", "freeze_embeddings", "class_weights"),
     train_defaults={"lr": 2e-3, "eval_interval": 500},  # measured on SST-2: benchmarks/sst2_classify.py
+    default_patience=5,  # early stopping unless a step or epoch limit is given
     default_epochs=3,  # with no limit given (a BiLSTM on SST-2 peaks on the test set within 2-3 epochs)
     reads="one labelled file or folder", predict_options=("top_k",), init_names=init_names,
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:classify",

@@ -75,6 +75,7 @@ SPEC = TaskSpec(
     refuses=("bptt", "val_max_chars", "replace_invalid"),
     # Measured on word lists of several languages: benchmarks/conditional_words.py.
     train_defaults={"batch_size": 128, "lr": 3e-3, "eval_interval": 500},
+    default_patience=5,  # early stopping unless a step or epoch limit is given
     default_epochs=10, reads="one labelled file or folder", serves="completions",
     init_names=lambda name: name,  # embedding, recurrent layers and output layer: the same names, larger
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:conditional",

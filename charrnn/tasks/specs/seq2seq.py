@@ -148,6 +148,7 @@ SPEC = TaskSpec(
     fixed_on_resume=DATA_OPTIONS,
     # Measured on SIGMORPHON 2021 grapheme-to-phoneme data: benchmarks/g2p_seq2seq.py.
     train_defaults={"batch_size": 64, "lr": 3e-3, "eval_interval": 500},
+    default_patience=5,  # early stopping unless a step or epoch limit is given
     default_epochs=DEFAULT_EPOCHS, reads="one file of source<TAB>target pairs",
     predict_options=("beam", "n_best", "length_penalty"),
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:seq2seq",

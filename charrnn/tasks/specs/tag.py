@@ -97,6 +97,7 @@ SPEC = TaskSpec(
     refuses=("tokenizer", "vocab_size", "tokenizer_file", "bptt", "val_max_chars", "replace_invalid"),
     fixed_on_resume=("tag_column", "word_dropout", "embeddings", "freeze_embeddings"),
     train_defaults={"batch_size": 16, "lr": 2e-3, "eval_interval": 200},  # UD English-GUM: benchmarks/tagging_gum.py
+    default_patience=5,  # early stopping unless a step or epoch limit is given
     default_epochs=20, reads="one CoNLL-U or token<TAB>tag file",
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:tag",
 )

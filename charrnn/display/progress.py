@@ -138,6 +138,9 @@ class TrainingDisplay:
                           f"leading block (--init)")
             if d.get("resumed_from") is not None:
                 self._log(f"resuming at step {d['resumed_from']:,}")
+        elif event.kind == "stage":
+            self.progress.reset(self.task, total=1000)
+            self._log(f"charrnn: stage {d['stage']} of {d['stages']}: {d['what']}")
         elif event.kind == "progress":
             p = max(min(d["progress"], 1.0), 0.0)
             left = event.elapsed * (1 - p) / p if p > 0 else None

@@ -26,13 +26,14 @@ from ..checkpoint import Checkpoint, RunDirectory, load_checkpoint
 from ..config import TrainConfig, check_model_matches, resume_train_config
 from ..errors import CharrnnError, ConfigError, CorpusError, CorpusTooSmallError, ResumeMismatchError, RunExistsError
 from ..tasks.registry import COMMON, TaskSpec, all_tasks, get_task
-from . import distributed
+from . import distributed, pretrain
 from .distributed import DistContext
 from .events import Event, TrainResult
 from .loop import Trainer
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-_OTHER = ("tokenizer", "vocab_size", "tokenizer_file", "val_file", "replace_invalid", "init")  # of no config
+_OTHER = ("tokenizer", "vocab_size", "tokenizer_file", "val_file", "replace_invalid", "init", "pretrain",
+          "pretrain_steps")  # of no config
 
 
 def flag(name: str) -> str:
@@ -335,6 +336,20 @@ def run_task(task: str | None, corpus: list[str], given: dict[str, Any], *, out:
     if not corpus:
         raise ConfigError("no corpus given: name a file, a registered corpus such as tinyshakespeare, or '-'")
     out = default_out(out, corpus)
+    if "pretrain" in given or "pretrain_steps" in given or (resume and (out / pretrain.STAGE_DIR).is_dir()):
+        spec = get_task(task or pretrain.stage_task(out) or "lm")
+        return pretrain.run_with_pretraining(spec, list(corpus), dict(given), out, resume, overwrite, on_event, on_note,
+                                             on_prepare, t0, dist, run_one)
+    return run_one(task, corpus, given, out=out, resume=resume, overwrite=overwrite, on_event=on_event,
+                   on_note=on_note, on_prepare=on_prepare, start_time=t0, dist=dist)
+
+
+def run_one(task: str | None, corpus: list[str], given: dict[str, Any], *, out: Path, resume: bool = False,
+            overwrite: bool = False, on_event: Callable[[Event], None] = lambda e: None,
+            on_note: Callable[[str], None] = lambda m: None, on_prepare: Callable[[str, int, int], None] | None = None,
+            start_time: float | None = None, dist: DistContext | None = None) -> tuple[TrainResult, Path]:
+    """One run in ``out`` (``run_task`` without the two stages of --pretrain)."""
+    t0 = start_time if start_time is not None else time.perf_counter()
     checkpoint = _resumed(dist, out) if resume else None
     if checkpoint is not None and task is not None and checkpoint.task != task:
         raise ConfigError(f"{out} holds a {checkpoint.task} run: resume it without --task {task}")

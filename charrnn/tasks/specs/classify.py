@@ -44,6 +44,19 @@ def setup(run):
                         freeze=state.freeze_embeddings, embedding_report=state.embeddings)
 
 
+def pretrain_text(run):
+    """The training examples' texts, one a line, and the tokenizer the classifier would
+    train on them (--pretrain)."""
+    from ..classify import as_example_text, prepare_labelled
+
+    cfg, g = run.train_config, run.given
+    data = prepare_labelled(run.one_file(), g.get("val_file"), cfg.val_fraction, cfg.seed, run.tokenizer(per_data=True),
+                            g.get("text_column"), g.get("label_column"))
+    if data.tokenizer_note:
+        run.on_note(f"{data.tokenizer_note} (--tokenizer to change)")
+    return [as_example_text(data.tokenizer.kind, ex.text) for ex in data.train], data.tokenizer
+
+
 def init_names(name: str) -> str | None:
     """A language model's tensor -> the classifier's: the embedding, and each recurrent
     layer's into the forward direction of the same layer (the output layer is not used)."""
@@ -101,6 +114,6 @@ SPEC = TaskSpec(
     train_defaults={"lr": 2e-3, "eval_interval": 500},  # measured on SST-2: benchmarks/sst2_classify.py
     default_patience=5,  # early stopping unless a step or epoch limit is given
     default_epochs=3,  # with no limit given (a BiLSTM on SST-2 peaks on the test set within 2-3 epochs)
-    reads="one labelled file or folder", predict_options=("top_k",), init_names=init_names,
+    reads="one labelled file or folder", predict_options=("top_k",), init_names=init_names, pretrain_text=pretrain_text,
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:classify",
 )

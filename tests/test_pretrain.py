@@ -91,3 +91,18 @@ def test_what_pretraining_refuses(data, tmp_path):
         charrnn.train(data, out=tmp_path / "c", pretrain=50, time_budget=40, **TINY)
     with pytest.raises(ConfigError, match="drop one"):
         charrnn.train(data, out=tmp_path / "d", pretrain_steps=2, init=tmp_path, **TINY)
+
+
+def test_a_conditional_generator_pretrains_too(tmp_path):
+    """Single words with a char tokenizer that has no newline: the language model reads
+    them separated by spaces, and the generator starts from it."""
+    rows = ["text\tlabel"] + [f"{w}\t{'a' if w[0] in 'abc' else 'b'}" for w in
+                              ("apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel") * 6]
+    (tmp_path / "w.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    events = []
+    charrnn.train(tmp_path / "w.tsv", out=tmp_path / "g", pretrain_steps=3, max_steps=2, on_event=events.append,
+                  **{**{k: v for k, v in TINY.items() if k != "tokenizer"}, "task": "conditional"})
+    text = (tmp_path / "g" / "pretrain" / "text.txt").read_text(encoding="utf-8")
+    starts = [e for e in events if e.kind == "start"]
+    assert "\n" not in text and len(text.split(" ")) == starts[1].data["train_examples"] < 48
+    assert [e.data["task"] for e in starts] == ["lm", "conditional"] and starts[1].data["init"]["whole"] >= 1

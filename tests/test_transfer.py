@@ -65,6 +65,48 @@ def test_a_conditioned_generator_takes_the_leading_blocks(lm_run, tmp_path):
     torch.testing.assert_close(g["rnn.weight_hh_l1"], w["rnn.weight_hh_l1"], **close)
 
 
+def test_a_tagger_takes_the_forward_layers_and_the_rows_of_its_words(lm_run, tmp_path):
+    """A tagger keeps its own vocabulary (lower-cased training words) and character
+    tokenizer: a word that is a whole token of the language model's vocabulary starts from
+    that token's embedding row; the others, and the character encoder, as usual."""
+    from conftest import TINY_TEXT
+
+    charrnn.train(lm_run / "c.txt", out=tmp_path / "wlm", tokenizer="word", vocab_size=300,
+                  **{**LM, "embedding_dim": 4, "bptt": 4})
+    words = ["zqxv", "plorbik", "vvqz"] + [w for line in TINY_TEXT.splitlines() for w in line.split()][:200]
+    (tmp_path / "t.tsv").write_text("".join(f"{w}\t{'N' if len(w) > 3 else 'X'}\n" + ("\n" if i % 8 == 7 else "")
+                                            for i, w in enumerate(words)), encoding="utf-8")
+    events = []
+    charrnn.train(tmp_path / "t.tsv", task="tag", init=tmp_path / "wlm", out=tmp_path / "tag", char_hidden_size=3,
+                  on_event=events.append, **{**STILL, "batch_size": 2})
+    lm, tag = load_checkpoint(tmp_path / "wlm"), load_checkpoint(tmp_path / "tag")
+    w, t = lm.weights, tag.weights
+    close = dict(rtol=0, atol=1e-6)
+    m = tag.model_config
+    assert (m.hidden_size, m.layers, m.embedding_dim) == (6, 2, 4)
+    # Layer 1 reads the word embedding (4) then the character features (2 x 3): the LM's
+    # columns are the first 4.
+    torch.testing.assert_close(t["layers.0.0.weight_ih_l0"][:, :4], w["rnn.weight_ih_l0"], **close)
+    torch.testing.assert_close(t["layers.0.0.weight_hh_l0"], w["rnn.weight_hh_l0"], **close)
+    torch.testing.assert_close(t["layers.1.0.weight_ih_l0"][:, :6], w["rnn.weight_ih_l1"], **close)
+    # By hand: the LM's pieces as lower-cased words -> their first id; the tagger's words.
+    pieces = {}
+    for i in range(lm.tokenizer.vocab_size):
+        text = lm.tokenizer.piece(i).replace("\u2581", " ").strip().lower()
+        if text and i != lm.tokenizer.unk_id:
+            pieces.setdefault(text, i)
+    vocab = tag.task_state["words"]
+    matched = [(row + 1, pieces[word]) for row, word in enumerate(vocab) if word in pieces]
+    assert len(matched) >= 5
+    for mine, theirs in matched:
+        torch.testing.assert_close(t["word_embedding.weight"][mine], w["embedding.weight"][theirs], **close)
+    unmatched = [row + 1 for row, word in enumerate(vocab) if word not in pieces]
+    assert unmatched and not any(torch.allclose(t["word_embedding.weight"][r], w["embedding.weight"][i])
+                                 for r in unmatched[:3] for i in range(w["embedding.weight"].shape[0]))
+    rows = [e for e in events if e.kind == "start"][0].data["init"]["rows"]
+    assert rows == {"found": len(matched), "vocab": len(vocab)}
+
+
 def test_mismatches_are_one_line(lm_run, tmp_path):
     with pytest.raises(ConfigError, match="drop --hidden-size or make it 6"):
         charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", hidden_size=8,
@@ -73,7 +115,7 @@ def test_mismatches_are_one_line(lm_run, tmp_path):
         charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", tokenizer="word",
                       out=tmp_path / "b", **STILL)
     with pytest.raises(ConfigError, match="--init: for --task"):
-        charrnn.train(lm_run / "labelled.tsv", task="tag", init=lm_run / "lm", out=tmp_path / "c", **STILL)
+        charrnn.train(lm_run / "labelled.tsv", task="seq2seq", init=lm_run / "lm", out=tmp_path / "c", **STILL)
     charrnn.train(lm_run / "labelled.tsv", task="classify", out=tmp_path / "clf", **STILL)
     with pytest.raises(ConfigError, match="takes a language model"):
         charrnn.train(lm_run / "labelled.tsv", task="classify", init=tmp_path / "clf", out=tmp_path / "d", **STILL)

@@ -134,8 +134,10 @@ class TrainingDisplay:
                           f"{emb['file']}")
             if d.get("init"):
                 i = d["init"]
+                rows = i.get("rows")
                 self._log(f"charrnn: initialised from {i['from']}: {i['whole']} tensors whole, {i['part']} in their "
-                          f"leading block (--init)")
+                          f"leading block" + (f", {rows['found']:,} of {rows['vocab']:,} word embeddings matched by word"
+                                              if rows else "") + " (--init)")
             if d.get("resumed_from") is not None:
                 self._log(f"resuming at step {d['resumed_from']:,}")
         elif event.kind == "stage":

@@ -119,6 +119,9 @@ class TaskSpec:
     # ``--init RUN`` (training/transfer.py): the name of the model's tensor that a language
     # model's tensor becomes (None: not copied); a task without it does not take --init.
     init_names: Callable[[str], str | None] | None = None
+    # Whether --init gives the task the language model's tokenizer (False: the task keeps
+    # its own vocabulary and matches the model's embedding rows by text, ``Task.init_rows``).
+    init_takes_tokenizer: bool = True
     # ``--pretrain`` (training/pretrain.py): setup(training.run.RunSetup) -> (the task's
     # training text as lines, labels dropped; the tokenizer the task would train on it).
     pretrain_text: Callable[[Any], tuple[list[str], Any]] | str | None = None

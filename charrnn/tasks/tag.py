@@ -288,6 +288,23 @@ class TagTask(ExampleTask):
         self.batches = TaggedBatches([len(s.words) for s in self.train_enc], cfg.batch_size, cfg.seed)
         self.val_size = sum(len(s.words) for s in self.val_enc)
 
+    def init_rows(self, model: nn.Module, source) -> dict[str, int]:
+        """--init: each word of the tagger's vocabulary whose (lower-cased) text is a whole
+        token of the language model's vocabulary starts from that token's embedding row.
+        Returns {"found": rows copied, "vocab": words}."""
+        tok, table = source.tokenizer, source.weights["embedding.weight"]
+        by_text: dict[str, int] = {}
+        for token_id in range(min(tok.vocab_size, table.shape[0])):
+            text = tok.piece(token_id).replace("\u2581", " ").strip()
+            if text and token_id != tok.unk_id:
+                by_text.setdefault(text.lower(), token_id)  # the first (most frequent) casing
+        rows = [(i + 1, by_text[w]) for i, w in enumerate(self.data.vocab.words) if w in by_text]
+        if rows:
+            with torch.no_grad():
+                mine, theirs = zip(*rows)
+                model.word_embedding.weight[list(mine)] = table[list(theirs)].to(model.word_embedding.weight.dtype)
+        return {"found": len(rows), "vocab": len(self.data.vocab.words)}
+
     def build_model(self, device: torch.device) -> nn.Module:
         model = Tagger(self.model_config)
         if self.embeddings is not None:

@@ -129,6 +129,8 @@ class Trainer:
                 self.depths = depths(self.model, *init)
             self.init_report = {"from": str(init[0].path), "whole": sum(v == "whole" for v in copied.values()),
                                 "part": sum(v == "part" for v in copied.values())}
+            if hasattr(task, "init_rows"):  # a task whose vocabulary is its own: rows matched by text
+                self.init_report["rows"] = task.init_rows(self.model, init[0])
         self.model.train()
         # What a step calls: the model itself, or its DDP wrapper that averages gradients.
         self.net: torch.nn.Module = self.model

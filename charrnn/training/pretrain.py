@@ -122,8 +122,8 @@ def run_with_pretraining(spec, corpus: list[str], given: dict[str, Any], out: Pa
         what = f"a language model on the task's training text ({f'{seconds:g} s' if seconds else f'{steps:,} steps'})"
         result, _ = run_task("lm", [str(stage_dir / "text.txt")], lm_given, out=stage_dir, resume=lm_resume,
                              on_event=staged(1, what), on_note=on_note, start_time=start_time if not resume else None)
-        summary = {k: result.summary.get(k) for k in ("steps", "best_step", "best_val_bpc", "best_val_loss",
-                                                       "elapsed", "checkpoint")}
+        summary = {k: result.summary.get(k) for k in ("steps", "best_step", "val_bpc", "val_loss", "elapsed",
+                                                       "checkpoint")}
         _write_json(done_file, {**summary, "seconds": seconds, "steps_limit": steps})
     pre = json.loads(done_file.read_text(encoding="utf-8"))
     # The tokenizer options made the language model's tokenizer, which the task takes from it.
@@ -160,7 +160,10 @@ def _write_stage_inputs(stage_dir: Path, lines: list[str], tokenizer) -> None:
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     tmp = stage_dir / "text.txt.tmp"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # One example a line; a tokenizer without a newline (a char tokenizer of texts that
+    # never span lines) reads them separated by spaces.
+    sep = "\n" if tokenizer.unk_id not in tokenizer.encode("\n").tolist() else " "
+    tmp.write_text(sep.join(lines) + "\n" * (sep == "\n"), encoding="utf-8")
     os.replace(tmp, stage_dir / "text.txt")
     save_tokenizer(stage_dir / "tokenizer.safetensors", tokenizer)
 

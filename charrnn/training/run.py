@@ -286,10 +286,11 @@ def _init_source(spec: TaskSpec, given: dict[str, Any], checkpoint: Checkpoint |
     m = source.model_config
     if not isinstance(m, ModelConfig):
         raise ConfigError(f"--init {given['init']}: a {source.task} run; --init takes a language model's (--task lm)")
-    mine = [flag(n) for n in ("tokenizer", "vocab_size", "tokenizer_file") if n in given]
-    if mine:
-        raise ConfigError(f"--init brings the language model's tokenizer: drop {', '.join(mine)}")
-    given["tokenizer_file"] = Path(given["init"])
+    if spec.init_takes_tokenizer:
+        mine = [flag(n) for n in ("tokenizer", "vocab_size", "tokenizer_file") if n in given]
+        if mine:
+            raise ConfigError(f"--init brings the language model's tokenizer: drop {', '.join(mine)}")
+        given["tokenizer_file"] = Path(given["init"])
     for name in ("cell", "layers", "hidden_size", "embedding_dim"):
         if name not in spec.model_fields:
             continue

@@ -33,6 +33,18 @@ def setup(run):
     return ConditionalTask(data, run.model_config(), cfg)
 
 
+def pretrain_text(run):
+    """The training examples' texts, one a line, and the tokenizer the generator would
+    train on them (--pretrain)."""
+    from ..classify import as_example_text
+    from ..conditional import prepare_conditional
+
+    cfg, g = run.train_config, run.given
+    data = prepare_conditional(run.one_file(), g.get("val_file"), cfg.val_fraction, cfg.seed, run.tokenizer(),
+                               g.get("text_column"), g.get("label_column"))
+    return [as_example_text(data.tokenizer.kind, ex.text) for ex in data.train], data.tokenizer
+
+
 def info_rows(ck) -> list[tuple[str, str]]:
     m, mt, state = ck.model_config, ck.metrics, state_of(ConditionalState, ck)
     rows = [("model", f"{m.layers}x{m.hidden_size} {m.cell.upper()}, embedding {m.embedding_dim}, label embedding "
@@ -77,6 +89,6 @@ SPEC = TaskSpec(
     train_defaults={"batch_size": 128, "lr": 3e-3, "eval_interval": 500},
     default_patience=5,  # early stopping unless a step or epoch limit is given
     default_epochs=10, reads="one labelled file or folder", serves="completions",
-    init_names=lambda name: name,  # embedding, recurrent layers and output layer: the same names, larger
+    init_names=lambda name: name, pretrain_text=pretrain_text,  # embedding, recurrent layers and output layer: the same names, larger
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:conditional",
 )

@@ -3,6 +3,7 @@ token<TAB>tag files."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,15 @@ def setup(run):
     data = prepare_tagged(path, g.get("val_file"), cfg.val_fraction, cfg.seed, g.get("tag_column"))
     return TagTask(data, run.model_config(), cfg, g.get("word_dropout", 0.25), embeddings,
                    bool(g.get("freeze_embeddings")))
+
+
+def init_names(name: str) -> str | None:
+    """A language model's tensor -> the tagger's: each recurrent layer into the forward
+    direction of the same layer (the first layer's input columns of the word embedding:
+    its leading block; the character features after them start as usual). The embedding
+    goes row by row, matched by word (TagTask.init_rows); the output layer is not used."""
+    match = re.fullmatch(r"rnn\.(\w+)_l(\d+)", name)
+    return f"layers.{match.group(2)}.0.{match.group(1)}_l0" if match else None
 
 
 def info_rows(ck) -> list[tuple[str, str]]:
@@ -97,6 +107,7 @@ SPEC = TaskSpec(
     refuses=("tokenizer", "vocab_size", "tokenizer_file", "bptt", "val_max_chars", "replace_invalid"),
     fixed_on_resume=("tag_column", "word_dropout", "embeddings", "freeze_embeddings"),
     train_defaults={"batch_size": 16, "lr": 2e-3, "eval_interval": 200},  # UD English-GUM: benchmarks/tagging_gum.py
+    init_names=init_names, init_takes_tokenizer=False,
     default_patience=5,  # early stopping unless a step or epoch limit is given
     default_epochs=20, reads="one CoNLL-U or token<TAB>tag file",
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:tag",

@@ -329,10 +329,11 @@ class Trainer:
                 self._stop_now()
             if limit:
                 break
-            if self.anneal is not None and self.step >= self.anneal[0] + self.anneal_steps:
+            anneal = self.anneal if cfg.patience else None  # --patience 0 on resume: no anneal
+            if anneal is not None and self.step >= anneal[0] + self.anneal_steps:
                 self.stopped_early = True
                 break
-            progress = anneal_progress(self.limits.progress(self.step, now), self.anneal, self.step, self.anneal_steps)
+            progress = anneal_progress(self.limits.progress(self.step, now), anneal, self.step, self.anneal_steps)
             self.lr = lr_at(cfg, self.step, progress) * self.guard.lr_factor
             for g in self.opt.param_groups:
                 g["lr"] = self.lr if "depth" not in g else self.lr * scales(g["depth"], self.top, self.step,

@@ -64,7 +64,7 @@ def record_eval(tr: Trainer, final: bool) -> None:
     # best is older, and replaying from it rewrites the same best again.
     tr.save_latest({**metrics, f"best_{headline}": tr.best[headline], "best_step": tr.best["step"]})
     tr.limits.save_seconds = max((time.perf_counter() - t) / (2 if is_best else 1), 0.05)
-    ends = tr.anneal is not None and not final and tr.step >= tr.anneal[0] + tr.anneal_steps
+    ends = bool(patience) and tr.anneal is not None and not final and tr.step >= tr.anneal[0] + tr.anneal_steps
     tr.log({"event": "eval", **metrics, "best": is_best, "final": final,
             **({"annealing": True} if annealing else {}), **({"stopped_early": True} if ends else {})})
     tr.emit("eval", {**metrics, f"best_{headline}": tr.best[headline], "improved": is_best, "final": final,

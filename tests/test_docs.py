@@ -11,6 +11,7 @@ How a page is run (the documented substitution, also said in docs/getting-starte
   their digests are checked;
 - ``charrnn train`` lines get ``--max-steps 3`` and a tiny model (FAST below) after their
   own options, which the last value of an option overrides; a resumed run gets 6 steps;
+  ``--pretrain SECONDS`` becomes ``--pretrain-steps 3``;
 - a line that is only a ``charrnn`` command runs in this process; a line with a pipe or a
   redirection runs in bash, with this environment's ``charrnn``;
 - not run: installs (pip, venv, source), lines that start servers or TensorBoard, lines
@@ -82,6 +83,8 @@ def fast_train(train):
     """``charrnn.train`` with the tiny settings over the page's own keywords."""
     def run(*args, **kw):
         extra = dict(max_steps=6, threads=1) if kw.get("resume") else FAST_KW
+        if "pretrain" in kw:  # the pretraining stage: 3 steps instead of its seconds
+            kw = {**{k: v for k, v in kw.items() if k != "pretrain"}, "pretrain_steps": 3}
         return train(*args, **{**kw, **extra})
 
     return run
@@ -100,6 +103,9 @@ def fast(argv: list[str]) -> list[str]:
         return argv
     if "--resume" in argv:
         return argv + ["--max-steps", "6", "--threads", "1"]
+    if "--pretrain" in argv:  # the pretraining stage: 3 steps instead of its seconds
+        at = argv.index("--pretrain")
+        argv = [*argv[:at], "--pretrain-steps", "3", *argv[at + 2:]]
     return argv + FAST
 
 

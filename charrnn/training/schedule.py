@@ -76,7 +76,8 @@ class Limits:
             # step, costs about a third of training on as many items.
             rate = self.items_seen / max(time.perf_counter() - self.train_t0, 1e-6) if self.items_seen else 5e4
             est_eval = self.val_size / max(3 * rate, 1.0)
-        return 1.2 * est_eval + 2 * self.save_seconds + 0.5
+        evals = 2 if self.cfg.average_last >= 2 else 1  # --average-last scores the mean after the last one
+        return 1.2 * evals * est_eval + 2 * self.save_seconds + 0.5
 
     def progress(self, step: int, now: float) -> float:
         fractions = [0.0]

@@ -17,13 +17,13 @@ one that was never stopped (with step limits; a time budget is wall time).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import atomic_write
 from .events import Event, TrainResult
 
 STAGE_DIR = "pretrain"
@@ -159,16 +159,14 @@ def _write_stage_inputs(stage_dir: Path, lines: list[str], tokenizer) -> None:
     from ..text.tokenizers import save_tokenizer
 
     stage_dir.mkdir(parents=True, exist_ok=True)
-    tmp = stage_dir / "text.txt.tmp"
     # One example a line; a tokenizer without a newline (a char tokenizer of texts that
     # never span lines) reads them separated by spaces.
     sep = "\n" if tokenizer.unk_id not in tokenizer.encode("\n").tolist() else " "
-    tmp.write_text(sep.join(lines) + "\n" * (sep == "\n"), encoding="utf-8")
-    os.replace(tmp, stage_dir / "text.txt")
+    text = sep.join(lines) + "\n" * (sep == "\n")
+    atomic_write(stage_dir / "text.txt", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     save_tokenizer(stage_dir / "tokenizer.safetensors", tokenizer)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

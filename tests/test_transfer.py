@@ -122,11 +122,76 @@ def test_mismatches_are_one_line(lm_run, tmp_path):
     with pytest.raises(ConfigError, match="tokenizer"):
         charrnn.train(lm_run / "labelled.tsv", task="classify", init=lm_run / "lm", tokenizer="word",
                       out=tmp_path / "b", **STILL)
-    with pytest.raises(ConfigError, match="--init: for --task"):
-        charrnn.train(lm_run / "labelled.tsv", task="seq2seq", init=lm_run / "lm", out=tmp_path / "c", **STILL)
+    pairs = _pairs(lm_run)
+    with pytest.raises(ConfigError, match="drop --source-tokenizer"):
+        charrnn.train(pairs, task="seq2seq", init=lm_run / "lm", source_tokenizer="word", out=tmp_path / "c", **STILL)
+    with pytest.raises(ConfigError, match="not --target-tokenizer space"):
+        charrnn.train(pairs, task="seq2seq", init=lm_run / "lm", shared_vocab=True, target_tokenizer="space",
+                      out=tmp_path / "c", **STILL)
     charrnn.train(lm_run / "labelled.tsv", task="classify", out=tmp_path / "clf", **STILL)
     with pytest.raises(ConfigError, match="takes a language model"):
         charrnn.train(lm_run / "labelled.tsv", task="classify", init=tmp_path / "clf", out=tmp_path / "d", **STILL)
+
+
+def _pairs(where):
+    """word<TAB>its letters backwards, space-separated: one pair per distinct word."""
+    from conftest import TINY_TEXT
+
+    path = where / "pairs.tsv"
+    words = sorted({w.strip(".") for w in TINY_TEXT.split()})
+    path.write_text("".join(f"{w}\t{' '.join(reversed(w))}\n" for w in words), encoding="utf-8")
+    return path
+
+
+def test_an_encoder_decoder_takes_the_encoder(lm_run, tmp_path):
+    """seq2seq: the source side takes the LM's tokenizer; the source embedding's leading
+    rows (padding is the last row) and each encoder layer's forward direction are the LM's;
+    the target side (its own vocabulary) and the decoder are the task's own."""
+    events = []
+    charrnn.train(_pairs(lm_run), task="seq2seq", init=lm_run / "lm", out=tmp_path / "s2s", target_tokenizer="space",
+                  on_event=events.append, **STILL)
+    lm, s2s = load_checkpoint(lm_run / "lm"), load_checkpoint(tmp_path / "s2s")
+    w, s = lm.weights, s2s.weights
+    assert s2s.tokenizer.source.state()[0] == lm.tokenizer.state()[0]
+    assert s2s.tokenizer.target.kind == "space"
+    v = w["embedding.weight"].shape[0]
+    close = dict(rtol=0, atol=1e-6)
+    assert s["src_embedding.weight"].shape[0] == v + 1
+    torch.testing.assert_close(s["src_embedding.weight"][:v], w["embedding.weight"], **close)
+    for k in (0, 1):
+        for part in ("weight_hh", "bias_ih", "bias_hh"):
+            torch.testing.assert_close(s[f"encoder.{k}.0.{part}_l0"], w[f"rnn.{part}_l{k}"], **close)
+    torch.testing.assert_close(s["encoder.0.0.weight_ih_l0"], w["rnn.weight_ih_l0"], **close)
+    torch.testing.assert_close(s["encoder.1.0.weight_ih_l0"][:, :6], w["rnn.weight_ih_l1"], **close)
+    assert not torch.allclose(s["encoder.0.1.weight_hh_l0"], w["rnn.weight_hh_l0"])  # the backward direction
+    assert not torch.allclose(s["decoder.weight_hh_l0"], w["rnn.weight_hh_l0"])
+    start = [e for e in events if e.kind == "start"][0].data["init"]
+    assert (start["whole"], start["part"]) == (7, 2)  # layer 1 x 4, layer 2 x 3; the embedding and layer 2's input
+
+
+def test_an_encoder_decoder_with_one_vocabulary_takes_the_decoder_too(lm_run, tmp_path):
+    """--shared-vocab: both sides are the LM's tokenizer, so the decoder takes the LM too:
+    the target embedding's and the generator's leading rows (then padding, SOS, EOS), each
+    decoder layer (the first in its leading columns: input feeding's come after)."""
+    notes = []
+    charrnn.train(_pairs(lm_run), task="seq2seq", init=lm_run / "lm", out=tmp_path / "s2s", shared_vocab=True,
+                  on_note=notes.append, **STILL)
+    lm, s2s = load_checkpoint(lm_run / "lm"), load_checkpoint(tmp_path / "s2s")
+    w, s = lm.weights, s2s.weights
+    assert s2s.tokenizer.shared and s2s.tokenizer.source.state()[0] == lm.tokenizer.state()[0]
+    v, e = w["embedding.weight"].shape
+    close = dict(rtol=0, atol=1e-6)
+    assert s["tgt_embedding.weight"].shape[0] == v + 3 and s["generator.weight"].shape[0] == v + 3
+    torch.testing.assert_close(s["src_embedding.weight"][:v], w["embedding.weight"], **close)
+    torch.testing.assert_close(s["tgt_embedding.weight"][:v], w["embedding.weight"], **close)
+    torch.testing.assert_close(s["generator.weight"][:v], w["decoder.weight"], **close)
+    torch.testing.assert_close(s["generator.bias"][:v], w["decoder.bias"], **close)
+    torch.testing.assert_close(s["decoder.weight_ih_l0"][:, :e], w["rnn.weight_ih_l0"], **close)
+    assert s["decoder.weight_ih_l0"].shape[1] == e + 6  # input feeding: the task's own columns
+    for name in ("weight_hh_l0", "bias_ih_l0", "weight_ih_l1", "weight_hh_l1", "bias_hh_l1"):
+        torch.testing.assert_close(s[f"decoder.{name}"], w[f"rnn.{name}"], **close)
+    torch.testing.assert_close(s["encoder.1.0.weight_hh_l0"], w["rnn.weight_hh_l1"], **close)
+    assert not any("unknown" in n for n in notes)  # the words' letters are all in the LM's text
 
 
 def test_a_tensor_that_does_not_fit_is_refused(lm_run):

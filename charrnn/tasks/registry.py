@@ -116,9 +116,10 @@ class TaskSpec:
     start_line: Callable[[dict[str, Any]], tuple[str, str]] | None = None
     done_line: Callable[[dict[str, Any]], tuple[str, str]] | None = None
     export: Callable[..., Any] | str | None = None  # (model, checkpoint, SideFiles) -> (graphs, JSON part), or None
-    # ``--init RUN`` (training/transfer.py): the name of the model's tensor that a language
-    # model's tensor becomes (None: not copied); a task without it does not take --init.
-    init_names: Callable[[str], str | None] | None = None
+    # ``--init RUN`` (training/transfer.py): the name(s) of the model's tensor(s) that a
+    # language model's tensor becomes (None: not copied); a task without it does not take
+    # --init. A task object with its own ``init_names`` (one that depends on its data) wins.
+    init_names: Callable[[str], str | tuple[str, ...] | None] | None = None
     # Whether --init gives the task the language model's tokenizer (False: the task keeps
     # its own vocabulary and matches the model's embedding rows by text, ``Task.init_rows``).
     init_takes_tokenizer: bool = True

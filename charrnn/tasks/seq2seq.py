@@ -112,10 +112,18 @@ def split_sources(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[P
 
 
 def train_pair_tokenizer(train: list[Pair], source_kind: str, target_kind: str, shared: bool,
-                         vocab_size: int | None = None, source_normalize: str | None = None) -> PairTokenizer:
+                         vocab_size: int | None = None, source_normalize: str | None = None,
+                         source: Tokenizer | None = None) -> PairTokenizer:
     """Tokenizers trained on the training pairs' sources and targets (one on both when
     shared); ``source_normalize``: the Unicode normal form the source side reads (char
-    tokenizers; shared, both sides)."""
+    tokenizers; shared, both sides). A given ``source`` (a language model's, --init) is the
+    source side as it is, and both sides when shared; only the target is trained then."""
+    if source is not None:
+        if shared:
+            return PairTokenizer(source, source)
+        tgt_text = _joined(target_kind, [side_text(target_kind, p.target) for p in train])
+        return PairTokenizer(source, train_tokenizer(target_kind, tgt_text,
+                                                     vocab_size if target_kind in SUBWORD_KINDS else None))
     # Lines for the SentencePiece kinds; a char vocabulary gets no newline it never reads.
     src_text = _joined(source_kind, [side_text(source_kind, p.source) for p in train])
     tgt_text = _joined(target_kind, [side_text(target_kind, p.target) for p in train])
@@ -157,8 +165,10 @@ def _encode_pairs(tok: PairTokenizer, pairs: list[Pair], name: str, max_length: 
 def prepare_pairs(train_path: str | os.PathLike, val_path: str | os.PathLike | None, val_fraction: float, seed: int,
                   tokenizer: PairTokenizer | None = None, source_kind: str = "char", target_kind: str = "char",
                   shared: bool = False, vocab_size: int | None = None, max_length: int = DEFAULT_MAX_LENGTH,
-                  strict: bool = False, source_normalize: str | None = None) -> PairData:
-    """Read, split, tokenize (training the tokenizers unless given) and encode pairs."""
+                  strict: bool = False, source_normalize: str | None = None,
+                  source_tokenizer: Tokenizer | None = None) -> PairData:
+    """Read, split, tokenize (training the tokenizers unless given; ``source_tokenizer``: the
+    source side's, given, see train_pair_tokenizer) and encode pairs."""
     train = read_pairs(train_path)
     if val_path is not None:
         val = read_pairs(val_path)
@@ -166,7 +176,8 @@ def prepare_pairs(train_path: str | os.PathLike, val_path: str | os.PathLike | N
         train, val = split_sources(train, val_fraction, seed)
         if not val:
             raise CorpusError(f"{train_path}: too few distinct sources to set some aside for validation")
-    tok = tokenizer or train_pair_tokenizer(train, source_kind, target_kind, shared, vocab_size, source_normalize)
+    tok = tokenizer or train_pair_tokenizer(train, source_kind, target_kind, shared, vocab_size, source_normalize,
+                                            source_tokenizer)
     train, train_src, train_tgt, skip_train = _encode_pairs(tok, train, str(train_path), max_length, strict)
     val_name = str(val_path or train_path)
     val, val_src, val_tgt, skip_val = _encode_pairs(tok, val, val_name, max_length, strict)

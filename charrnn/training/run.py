@@ -373,7 +373,8 @@ def run_one(task: str | None, corpus: list[str], given: dict[str, Any], *, out: 
     try:
         task_obj = spec.load("setup")(setup)
         if init is not None:
-            task_obj.init_from = (init, spec.init_names)  # the Trainer copies it into the model it builds
+            # The Trainer copies it into the model it builds.
+            task_obj.init_from = (init, getattr(task_obj, "init_names", None) or spec.init_names)
         run_dir = open_run_dir(dist, out, overwrite, resume)
         result = Trainer(task_obj, setup.train_config, run_dir, on_event, t0, checkpoint, dist, setup.sizing).run()
     except CorpusTooSmallError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,10 @@ def setup(run):
                            state.label_smoothing, state.reverse_target)
     else:
         src, tgt, normalize = o("source_tokenizer", "char"), o("target_tokenizer", "char"), o("source_normalize", "none")
+        source = _init_tokenizer(run, tgt) if "init" in g else None
+        if source is not None:  # --init: the LM's tokenizer reads the sources (and the targets when shared)
+            src = source.kind
+            tgt = src if o("shared_vocab", False) else tgt
         normalize = None if normalize in (None, "none") else normalize.upper()
         if o("shared_vocab", False) and src != tgt:
             raise ConfigError(f"--shared-vocab needs one tokenizer kind on both sides, not --source-tokenizer {src} "
@@ -68,9 +73,14 @@ def setup(run):
         # Every process reads the (small) data itself; tokenizer training is deterministic.
         data = prepare_pairs(path, g.get("val_file"), cfg.val_fraction, cfg.seed, None, src, tgt,
                              o("shared_vocab", False), g.get("vocab_size"), o("max_length", 200), o("strict", False),
-                             normalize)
+                             normalize, source)
         task = Seq2SeqTask(data, run.model_config(), cfg, o("teacher_forcing", 1.0), o("max_length", 200),
                            label_smoothing=o("label_smoothing", 0.0), reverse_target=o("reverse_target", False))
+        if source is not None:
+            if data.tokenizer.shared:
+                task.init_names = init_names_shared
+            if run.main:
+                _unknown_note(run, data)
     if run.no_limit_given():
         run.train_config = default_length(run.train_config, task.batches.windows_per_epoch)
     if run.main:
@@ -81,6 +91,63 @@ def setup(run):
         if data.unknown:
             run.on_note(f"{data.unknown:,} source token(s) of the validation pairs never occur in the training sources")
     return task
+
+
+def _init_tokenizer(run, target_kind: str):
+    """--init RUN: the language model's tokenizer, the source side's (and the target's with
+    --shared-vocab); the options that would choose another are refused in one line."""
+    from ...errors import ConfigError
+    from ...text.tokenizers import load_tokenizer
+
+    g = run.given
+    mine = [f"--{n.replace('_', '-')}" for n in ("source_tokenizer", "source_normalize") if n in g]
+    if mine:
+        raise ConfigError(f"--init brings the language model's tokenizer for the sources: drop {', '.join(mine)}")
+    tok = load_tokenizer(g["tokenizer_file"])
+    if run.option("shared_vocab", False) and "target_tokenizer" in g and target_kind != tok.kind:
+        raise ConfigError(f"--shared-vocab with --init: both sides take the language model's {tok.kind} tokenizer, "
+                          f"not --target-tokenizer {target_kind}")
+    return tok
+
+
+def _unknown_note(run, data) -> None:
+    """Say how much of the training data the language model's tokenizer does not know."""
+    tok = data.tokenizer
+    sides = [("source", tok.source, data.train_src)] + ([("target", tok.target, data.train_tgt)] if tok.shared else [])
+    for side, t, ids in sides:
+        unk = t.unk_id
+        n = 0 if unk is None else sum(s.count(unk) for s in ids)
+        if n:
+            total = sum(map(len, ids))
+            run.on_note(f"{n:,} of the {total:,} training {side} tokens are unknown to the language model's "
+                        f"tokenizer (--init)")
+
+
+def init_names(name: str) -> str | None:
+    """A language model's tensor -> the encoder-decoder's: the embedding into the source
+    embedding (its leading rows: padding comes after the tokens), each recurrent layer into
+    the forward direction of the same encoder layer (a bidirectional encoder's second layer
+    reads both directions: its leading columns are the forward one's)."""
+    if name == "embedding.weight":
+        return "src_embedding.weight"
+    match = re.fullmatch(r"rnn\.(\w+)_l(\d+)", name)
+    return f"encoder.{match.group(2)}.0.{match.group(1)}_l0" if match else None
+
+
+def init_names_shared(name: str) -> str | tuple[str, ...] | None:
+    """With one vocabulary on both sides (--shared-vocab): the encoder as in init_names, and
+    the decoder too: the embedding into the target embedding's leading rows (padding, SOS
+    and EOS come after the tokens), each recurrent layer into the same decoder layer (the
+    first reads the embedding in its leading columns, the attentional vector of input
+    feeding after them), the output layer into the generator's leading rows."""
+    encoder = init_names(name)
+    if name == "embedding.weight":
+        return encoder, "tgt_embedding.weight"
+    if name.startswith("rnn."):
+        return encoder, "decoder." + name[len("rnn."):]
+    if name.startswith("decoder."):  # the language model's output layer
+        return "generator." + name[len("decoder."):]
+    return encoder
 
 
 def info_rows(ck) -> list[tuple[str, str]]:
@@ -150,6 +217,6 @@ SPEC = TaskSpec(
     train_defaults={"batch_size": 64, "lr": 3e-3, "eval_interval": 500},
     default_patience=5,  # early stopping unless a step or epoch limit is given
     default_epochs=DEFAULT_EPOCHS, reads="one file of source<TAB>target pairs",
-    predict_options=("beam", "n_best", "length_penalty"),
+    predict_options=("beam", "n_best", "length_penalty"), init_names=init_names,
     info_rows=info_rows, start_line=start_line, done_line=done_line, export="charrnn.export.tasks:seq2seq",
 )

@@ -128,6 +128,10 @@ def test_mismatches_are_one_line(lm_run, tmp_path):
     with pytest.raises(ConfigError, match="not --target-tokenizer space"):
         charrnn.train(pairs, task="seq2seq", init=lm_run / "lm", shared_vocab=True, target_tokenizer="space",
                       out=tmp_path / "c", **STILL)
+    greek = tmp_path / "greek.tsv"
+    greek.write_text("".join(f"{w}\t{'αβγδ'[len(w) % 4] * 2}\n" for w in ("cat", "dog", "mat", "log", "sat")))
+    with pytest.raises(ConfigError, match="knows none of the training target tokens.*drop --shared-vocab"):
+        charrnn.train(greek, task="seq2seq", init=lm_run / "lm", shared_vocab=True, out=tmp_path / "c", **STILL)
     charrnn.train(lm_run / "labelled.tsv", task="classify", out=tmp_path / "clf", **STILL)
     with pytest.raises(ConfigError, match="takes a language model"):
         charrnn.train(lm_run / "labelled.tsv", task="classify", init=tmp_path / "clf", out=tmp_path / "d", **STILL)

@@ -79,8 +79,7 @@ def setup(run):
         if source is not None:
             if data.tokenizer.shared:
                 task.init_names = init_names_shared
-            if run.main:
-                _unknown_note(run, data)
+            _check_unknown(run, data)
     if run.no_limit_given():
         run.train_config = default_length(run.train_config, task.batches.windows_per_epoch)
     if run.main:
@@ -110,15 +109,22 @@ def _init_tokenizer(run, target_kind: str):
     return tok
 
 
-def _unknown_note(run, data) -> None:
-    """Say how much of the training data the language model's tokenizer does not know."""
+def _check_unknown(run, data) -> None:
+    """Say how much of the training data the language model's tokenizer does not know (a
+    side it knows nothing of is refused)."""
     tok = data.tokenizer
     sides = [("source", tok.source, data.train_src)] + ([("target", tok.target, data.train_tgt)] if tok.shared else [])
     for side, t, ids in sides:
         unk = t.unk_id
         n = 0 if unk is None else sum(s.count(unk) for s in ids)
-        if n:
-            total = sum(map(len, ids))
+        total = sum(map(len, ids))
+        if n == total:
+            from ...errors import ConfigError
+
+            raise ConfigError(f"--init: the language model's tokenizer knows none of the training {side} tokens"
+                              + (" (targets in another script or alphabet?): drop --shared-vocab" if side == "target"
+                                 else ""))
+        if n and run.main:
             run.on_note(f"{n:,} of the {total:,} training {side} tokens are unknown to the language model's "
                         f"tokenizer (--init)")
 
